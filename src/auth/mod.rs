@@ -1,0 +1,212 @@
+//! Caller authentication: bearer JWTs verified against a JWKS (by `kid`) and/or an HS256 secret.
+//!
+//! The algorithm is never taken on the token's word alone: an HS256 token is checked only
+//! against the HS256 secret, any other token only against the JWKS key its `kid` names, and
+//! only with the one algorithm that key is for. `alg: none` is not an algorithm here at all.
+
+mod keys;
+
+use std::collections::HashMap;
+
+use http::HeaderValue;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+
+use crate::config::AuthSettings;
+pub use keys::KeyError;
+use keys::PublicKey;
+
+/// Longest `Authorization` header accepted (bytes).
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// `sub`: the calling service's name.
+    pub name: String,
+    /// `purposes`: purposes this caller may declare.
+    pub purposes: Vec<String>,
+    /// `scope`, split on spaces: admin scopes.
+    pub scopes: Vec<String>,
+}
+
+impl Caller {
+    /// Whether the caller holds an admin scope.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+
+    /// Whether the caller may declare a purpose.
+    pub fn may_declare(&self, purpose: &str) -> bool {
+        self.purposes.iter().any(|p| p == purpose)
+    }
+}
+
+/// Which check a token failed. The messages never include the token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No `Authorization` header.
+    #[error("missing Authorization header; send 'Authorization: Bearer <token>'")]
+    Missing,
+    /// Not `Bearer <token>`, or more than one header.
+    #[error("the Authorization header must be exactly one 'Bearer <token>'")]
+    NotBearer,
+    /// Longer than [`MAX_TOKEN_BYTES`].
+    #[error("the token is too large")]
+    TooLarge,
+    /// Not three base64url parts with a JSON header.
+    #[error("the token is malformed")]
+    Malformed,
+    /// `none` or an algorithm this gateway does not accept.
+    #[error("the token's algorithm is not accepted")]
+    UnsupportedAlgorithm,
+    /// HS256 token but no secret configured, or a `kid` that is not in the key set.
+    #[error("no key is known for this token (check its kid and alg)")]
+    UnknownKey,
+    /// The token's `alg` is not the algorithm of the key its `kid` names.
+    #[error("the token's algorithm does not match its key")]
+    AlgorithmMismatch,
+    /// The signature does not verify.
+    #[error("the token's signature is invalid")]
+    BadSignature,
+    /// `exp` passed.
+    #[error("the token has expired")]
+    Expired,
+    /// `nbf` in the future.
+    #[error("the token is not valid yet (nbf)")]
+    NotYetValid,
+    /// Wrong `iss`.
+    #[error("the token's issuer is not accepted")]
+    WrongIssuer,
+    /// Wrong `aud`.
+    #[error("the token's audience is not this gateway")]
+    WrongAudience,
+    /// A required claim is absent.
+    #[error("the token lacks the required claim '{0}'")]
+    MissingClaim(String),
+    /// Claims of the wrong type (e.g. `purposes` not an array of strings) or duplicated.
+    #[error("the token's claims have the wrong shape: sub must be a non-empty string, purposes an array of strings, scope a string")]
+    BadClaims,
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    sub: String,
+    #[serde(default)]
+    purposes: Vec<String>,
+    #[serde(default)]
+    scope: String,
+}
+
+/// Verifies bearer tokens. Built once from `[auth]`; cheap to share.
+pub struct Verifier {
+    jwks: HashMap<String, PublicKey>,
+    hs256: Option<DecodingKey>,
+    issuer: String,
+    audience: String,
+    leeway: u64,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("jwks_keys", &self.jwks.len())
+            .field("hs256", &self.hs256.is_some())
+            .finish()
+    }
+}
+
+impl Verifier {
+    /// Loads the keys `[auth]` names.
+    pub fn from_settings(s: &AuthSettings) -> Result<Verifier, KeyError> {
+        let jwks = match &s.jwks {
+            Some(path) => keys::load_jwks(path)?,
+            None => HashMap::new(),
+        };
+        let hs256 = s.hs256_secret_file.as_deref().map(keys::load_hs256).transpose()?;
+        Ok(Verifier {
+            jwks,
+            hs256,
+            issuer: s.issuer.clone(),
+            audience: s.audience.clone(),
+            leeway: s.leeway.as_secs(),
+        })
+    }
+
+    /// Verifies the `Authorization` header values of a request.
+    pub fn verify_header<'a>(&self, mut values: impl Iterator<Item = &'a HeaderValue>) -> Result<Caller, AuthError> {
+        let value = values.next().ok_or(AuthError::Missing)?;
+        if values.next().is_some() {
+            return Err(AuthError::NotBearer);
+        }
+        if value.len() > MAX_TOKEN_BYTES {
+            return Err(AuthError::TooLarge);
+        }
+        let text = value.to_str().map_err(|_| AuthError::NotBearer)?;
+        let (scheme, token) = text.split_once(' ').ok_or(AuthError::NotBearer)?;
+        if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.contains(' ') {
+            return Err(AuthError::NotBearer);
+        }
+        self.verify(token)
+    }
+
+    /// Verifies a compact JWT.
+    pub fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(AuthError::TooLarge);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
+            ErrorKind::InvalidAlgorithmName | ErrorKind::UnsupportedAlgorithm => AuthError::UnsupportedAlgorithm,
+            // An unknown `alg` string (e.g. "none") fails header parsing as a JSON error.
+            ErrorKind::Json(err) if err.to_string().contains("variant") => AuthError::UnsupportedAlgorithm,
+            _ => AuthError::Malformed,
+        })?;
+        let (alg, key) = match header.alg {
+            Algorithm::HS256 => (Algorithm::HS256, self.hs256.as_ref().ok_or(AuthError::UnknownKey)?),
+            Algorithm::HS384 | Algorithm::HS512 => return Err(AuthError::UnsupportedAlgorithm),
+            alg => {
+                let entry = match header.kid.as_deref() {
+                    Some(kid) => self.jwks.get(kid).ok_or(AuthError::UnknownKey)?,
+                    None => {
+                        let mut same_alg = self.jwks.values().filter(|k| k.alg == alg);
+                        match (same_alg.next(), same_alg.next()) {
+                            (Some(only), None) => only,
+                            _ => return Err(AuthError::UnknownKey),
+                        }
+                    }
+                };
+                if entry.alg != alg {
+                    return Err(AuthError::AlgorithmMismatch);
+                }
+                (alg, &entry.key)
+            }
+        };
+        let mut validation = Validation::new(alg);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.validate_nbf = true;
+        validation.leeway = self.leeway;
+        let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| match e.kind() {
+            ErrorKind::InvalidSignature => AuthError::BadSignature,
+            ErrorKind::ExpiredSignature => AuthError::Expired,
+            ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+            ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
+            ErrorKind::InvalidAudience => AuthError::WrongAudience,
+            ErrorKind::MissingRequiredClaim(c) => AuthError::MissingClaim(c.clone()),
+            ErrorKind::InvalidAlgorithm => AuthError::AlgorithmMismatch,
+            ErrorKind::Json(_) | ErrorKind::InvalidClaimFormat(_) => AuthError::BadClaims,
+            _ => AuthError::Malformed,
+        })?;
+        let claims = data.claims;
+        if claims.sub.is_empty() || claims.sub.len() > 256 {
+            return Err(AuthError::BadClaims);
+        }
+        Ok(Caller {
+            name: claims.sub,
+            purposes: claims.purposes,
+            scopes: claims.scope.split_ascii_whitespace().map(str::to_string).collect(),
+        })
+    }
+}

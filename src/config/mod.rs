@@ -1,0 +1,413 @@
+//! Configuration: the TOML file (`raw`) validated into typed [`Settings`].
+//!
+//! Relative paths resolve against the config file's folder. Every problem is reported as one
+//! message naming the key and what to change.
+
+mod raw;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::routing::{Route, RouteTable};
+use raw::{CheckpointEvery, CheckpointEveryItem, RawConfig};
+
+/// A configuration problem: which key, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not fit the schema (unknown key, wrong type).
+    #[error("{path}: {message}")]
+    Parse {
+        /// The config file.
+        path: PathBuf,
+        /// What the TOML parser said, with line and column.
+        message: String,
+    },
+    /// A key has a value the gateway cannot use.
+    #[error("{key}: {message}")]
+    Invalid {
+        /// The dotted key, e.g. `gateway.listen`.
+        key: String,
+        /// What is wrong and what to change.
+        message: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// How the audit log makes records durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditSync {
+    /// Batch concurrent records into one write and one fsync.
+    Group,
+    /// One fsync per record.
+    Always,
+}
+
+/// TLS material for the gateway listener.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// PEM CA bundle; when set, callers must present a client certificate it signed.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// `[gateway]`: the data-plane listener and proxy limits.
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// HTTPS when set.
+    pub tls: Option<TlsSettings>,
+    /// Extra CA trusted for HTTPS upstreams (besides the public web roots).
+    pub upstream_ca: Option<PathBuf>,
+    /// Region used when the subject has none stored.
+    pub default_region: String,
+    /// Limit for request bodies and for response bodies that are redacted.
+    pub max_body_bytes: u64,
+    /// Limit for connecting to the upstream and receiving its response.
+    pub upstream_timeout: Duration,
+    /// Limit for a client to send its request headers.
+    pub header_read_timeout: Duration,
+    /// Open connections accepted at once, per listener.
+    pub max_connections: usize,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_grace: Duration,
+}
+
+/// `[auth]`: how callers' JWTs are verified.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// Required `iss`.
+    pub issuer: String,
+    /// Required `aud`.
+    pub audience: String,
+    /// JWKS file with public keys selected by `kid`.
+    pub jwks: Option<PathBuf>,
+    /// File holding an HS256 shared secret.
+    pub hs256_secret_file: Option<PathBuf>,
+    /// Clock-skew allowance for `exp` and `nbf`.
+    pub leeway: Duration,
+}
+
+/// `[audit]`: the tamper-evident access log.
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    /// Segment directory.
+    pub dir: PathBuf,
+    /// Durability mode.
+    pub sync: AuditSync,
+    /// Rotate segments above this size.
+    pub segment_bytes: u64,
+    /// PKCS#8 PEM key signing chain-head checkpoints.
+    pub checkpoint_key: Option<PathBuf>,
+    /// Checkpoint at least this often.
+    pub checkpoint_interval: Option<Duration>,
+    /// Checkpoint at least every this many records.
+    pub checkpoint_records: Option<u64>,
+}
+
+/// `[policies]`: where the region policies live.
+#[derive(Debug, Clone)]
+pub struct PolicySettings {
+    /// Folder of `<region>.yaml` files.
+    pub dir: PathBuf,
+    /// Secret keying the `hash` redactor.
+    pub hash_secret_file: Option<PathBuf>,
+    /// Reload on file changes (default true).
+    pub watch: bool,
+}
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Folder the config file is in (relative paths resolve against it).
+    pub base_dir: PathBuf,
+    /// `[gateway]`.
+    pub gateway: GatewaySettings,
+    /// `[admin] listen`.
+    pub admin_listen: SocketAddr,
+    /// `[auth]`.
+    pub auth: AuthSettings,
+    /// `[store] path`: the sled database directory.
+    pub store_path: PathBuf,
+    /// `[audit]`.
+    pub audit: AuditSettings,
+    /// `[policies]`.
+    pub policies: PolicySettings,
+    /// `[[route]]`s, in file order (first match wins).
+    pub routes: RouteTable,
+}
+
+const DEFAULT_MAX_BODY: u64 = 8 * 1024 * 1024;
+
+impl Settings {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let base = if base.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            base
+        };
+        Self::from_toml(&text, &base).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates config text; relative paths resolve against `base_dir`.
+    pub fn from_toml(text: &str, base_dir: &Path) -> Result<Settings, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("config"),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        Self::from_raw(raw, base_dir)
+    }
+
+    fn from_raw(raw: RawConfig, base: &Path) -> Result<Settings, ConfigError> {
+        let path = |p: &str| resolve(base, p);
+        let g = raw.gateway;
+        let tls = match (g.tls_cert, g.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsSettings {
+                cert: path(&cert),
+                key: path(&key),
+                client_ca: g.client_ca.as_deref().map(path),
+            }),
+            (None, None) if g.client_ca.is_some() => {
+                return Err(invalid(
+                    "gateway.client_ca",
+                    "mTLS needs HTTPS: set gateway.tls_cert and gateway.tls_key too",
+                ));
+            }
+            (None, None) => None,
+            (Some(_), None) => return Err(invalid("gateway.tls_key", "tls_cert is set but tls_key is missing")),
+            (None, Some(_)) => return Err(invalid("gateway.tls_cert", "tls_key is set but tls_cert is missing")),
+        };
+        let max_body_bytes = g.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY);
+        if max_body_bytes == 0 {
+            return Err(invalid("gateway.max_body_bytes", "must be greater than 0"));
+        }
+        check_name("gateway.default_region", &g.default_region)?;
+        let gateway = GatewaySettings {
+            listen: addr("gateway.listen", &g.listen)?,
+            tls,
+            upstream_ca: g.upstream_ca.as_deref().map(path),
+            default_region: g.default_region,
+            max_body_bytes,
+            upstream_timeout: duration("gateway.upstream_timeout", g.upstream_timeout.as_deref(), "30s")?,
+            header_read_timeout: duration("gateway.header_read_timeout", g.header_read_timeout.as_deref(), "10s")?,
+            max_connections: match g.max_connections {
+                Some(0) => return Err(invalid("gateway.max_connections", "must be greater than 0")),
+                Some(n) => n,
+                None => 10_000,
+            },
+            shutdown_grace: duration("gateway.shutdown_grace", g.shutdown_grace.as_deref(), "30s")?,
+        };
+
+        let a = raw.auth;
+        if a.jwks.is_none() && a.hs256_secret_file.is_none() {
+            return Err(invalid("auth", "set auth.jwks and/or auth.hs256_secret_file: without keys no caller can be authenticated"));
+        }
+        if a.issuer.is_empty() || a.audience.is_empty() {
+            return Err(invalid("auth", "auth.issuer and auth.audience must not be empty"));
+        }
+        let auth = AuthSettings {
+            issuer: a.issuer,
+            audience: a.audience,
+            jwks: a.jwks.as_deref().map(path),
+            hs256_secret_file: a.hs256_secret_file.as_deref().map(path),
+            leeway: duration("auth.leeway", a.leeway.as_deref(), "30s")?,
+        };
+
+        let (checkpoint_interval, checkpoint_records) = checkpoint_every(raw.audit.checkpoint_every)?;
+        let audit = AuditSettings {
+            dir: path(&raw.audit.dir),
+            sync: match raw.audit.sync.as_deref() {
+                None | Some("group") => AuditSync::Group,
+                Some("always") => AuditSync::Always,
+                Some(other) => {
+                    return Err(invalid("audit.sync", format!("\"{other}\" is not a sync mode; use \"group\" or \"always\"")));
+                }
+            },
+            segment_bytes: raw.audit.segment_bytes.unwrap_or(64 * 1024 * 1024).max(4096),
+            checkpoint_key: raw.audit.checkpoint_key.as_deref().map(path),
+            checkpoint_interval,
+            checkpoint_records,
+        };
+        if audit.checkpoint_key.is_none() && (checkpoint_interval.is_some() || checkpoint_records.is_some()) {
+            return Err(invalid("audit.checkpoint_every", "checkpoints need audit.checkpoint_key"));
+        }
+
+        let mut routes = Vec::with_capacity(raw.routes.len());
+        for (i, r) in raw.routes.into_iter().enumerate() {
+            let key = format!("route[{i}]");
+            if routes.iter().any(|x: &Route| x.name == r.name) {
+                return Err(invalid(format!("{key}.name"), format!("route name \"{}\" is used twice", r.name)));
+            }
+            let route = Route::new(r.name, &r.pattern, &r.upstream, r.personal_data, r.public)
+                .map_err(|e| invalid(format!("{key}.{}", e.key()), e.to_string()))?;
+            routes.push(route);
+        }
+        if routes.is_empty() {
+            return Err(invalid("route", "no [[route]] is defined: the gateway would answer no_route to everything"));
+        }
+
+        Ok(Settings {
+            base_dir: base.to_path_buf(),
+            gateway,
+            admin_listen: addr("admin.listen", &raw.admin.listen)?,
+            auth,
+            store_path: path(&raw.store.path),
+            audit,
+            policies: PolicySettings {
+                dir: path(&raw.policies.dir),
+                hash_secret_file: raw.policies.hash_secret_file.as_deref().map(path),
+                watch: raw.policies.watch.unwrap_or(true),
+            },
+            routes: RouteTable::new(routes),
+        })
+    }
+}
+
+fn resolve(base: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
+}
+
+fn addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
+    value
+        .parse()
+        .map_err(|_| invalid(key, format!("\"{value}\" is not an address; write it like \"127.0.0.1:8080\"")))
+}
+
+fn duration(key: &str, value: Option<&str>, default: &str) -> Result<Duration, ConfigError> {
+    let text = value.unwrap_or(default);
+    let d = humantime::parse_duration(text)
+        .map_err(|_| invalid(key, format!("\"{text}\" is not a duration; write it like \"30s\" or \"500ms\"")))?;
+    if d.is_zero() {
+        return Err(invalid(key, "must be longer than zero"));
+    }
+    Ok(d)
+}
+
+fn check_name(key: &str, value: &str) -> Result<(), ConfigError> {
+    let ok = !value.is_empty()
+        && value.len() <= 32
+        && value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(key, format!("\"{value}\" is not a region name (1-32 of a-z, 0-9, -)")))
+    }
+}
+
+fn checkpoint_every(v: Option<CheckpointEvery>) -> Result<(Option<Duration>, Option<u64>), ConfigError> {
+    let items = match v {
+        None => return Ok((None, None)),
+        Some(CheckpointEvery::Count(n)) => vec![CheckpointEveryItem::Count(n)],
+        Some(CheckpointEvery::Text(t)) => vec![CheckpointEveryItem::Text(t)],
+        Some(CheckpointEvery::Both(items)) => items,
+    };
+    let (mut interval, mut records) = (None, None);
+    for item in items {
+        match item {
+            CheckpointEveryItem::Count(0) => {
+                return Err(invalid("audit.checkpoint_every", "a record count must be greater than 0"));
+            }
+            CheckpointEveryItem::Count(n) => records = Some(n),
+            CheckpointEveryItem::Text(t) => interval = Some(duration("audit.checkpoint_every", Some(&t), "10s")?),
+        }
+    }
+    Ok((interval, records))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[gateway]
+listen = "127.0.0.1:8080"
+default_region = "default"
+[admin]
+listen = "127.0.0.1:8081"
+[auth]
+issuer = "i"
+audience = "a"
+jwks = "certs/dev/jwks.json"
+[store]
+path = "data/consent"
+[audit]
+dir = "data/audit"
+checkpoint_key = "k.pem"
+checkpoint_every = ["10s", 500]
+[policies]
+dir = "policies"
+[[route]]
+name = "customers"
+match = "/api/customers/{subject}/**"
+upstream = "http://127.0.0.1:9000"
+personal_data = true
+"#;
+
+    #[test]
+    fn minimal_config_resolves_paths_and_defaults() {
+        let s = Settings::from_toml(MINIMAL, Path::new("/etc/cg")).unwrap();
+        assert_eq!(s.store_path, PathBuf::from("/etc/cg/data/consent"));
+        assert_eq!(s.gateway.max_body_bytes, DEFAULT_MAX_BODY);
+        assert_eq!(s.gateway.upstream_timeout, Duration::from_secs(30));
+        assert_eq!(s.audit.sync, AuditSync::Group);
+        assert_eq!(s.audit.checkpoint_interval, Some(Duration::from_secs(10)));
+        assert_eq!(s.audit.checkpoint_records, Some(500));
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_naming_it() {
+        let text = MINIMAL.replace("[admin]", "[admin]\nlisten_typo = 1");
+        let err = Settings::from_toml(&text, Path::new(".")).unwrap_err().to_string();
+        assert!(err.contains("listen_typo"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let cases = [
+            ("listen = \"127.0.0.1:8080\"", "listen = \"nope\"", "gateway.listen"),
+            ("[audit]", "[audit]\nsync = \"sometimes\"", "audit.sync"),
+            ("default_region = \"default\"", "default_region = \"EU!\"", "gateway.default_region"),
+            ("match = \"/api/customers/{subject}/**\"", "match = \"/api/**/x\"", "route[0].match"),
+            ("upstream = \"http://127.0.0.1:9000\"", "upstream = \"ftp://x\"", "route[0].upstream"),
+        ];
+        for (from, to, key) in cases {
+            let text = MINIMAL.replacen(from, to, 1);
+            let err = Settings::from_toml(&text, Path::new(".")).unwrap_err().to_string();
+            assert!(err.starts_with(key), "{key}: {err}");
+        }
+    }
+}

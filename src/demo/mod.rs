@@ -1,0 +1,4 @@
+//! `consentgate demo`: the sample upstream, dev keys, and curl commands to try.
+
+pub mod data;
+pub mod upstream;

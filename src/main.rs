@@ -1,0 +1,213 @@
+//! The `consentgate` command line. `anyhow` lives here only.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use consentgate::config::Settings;
+use consentgate::devtools::{certs, token};
+use consentgate::{Gateway, demo};
+
+#[derive(Parser)]
+#[command(name = "consentgate", version, about = "Privacy-and-consent governance gateway")]
+struct Cli {
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        /// Config file.
+        #[arg(long, default_value = "consentgate.toml")]
+        config: PathBuf,
+    },
+    /// Run a sample customer-data upstream and the gateway, and print curl commands to try.
+    Demo {
+        /// Config file (its first route's upstream address is where the sample API listens).
+        #[arg(long, default_value = "consentgate.toml")]
+        config: PathBuf,
+    },
+    /// Print a signed dev token (ES256, `certs/dev/jwt.key` beside the config).
+    Token {
+        /// `sub`: the calling service's name.
+        #[arg(long)]
+        sub: String,
+        /// Purposes the caller may declare, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        purposes: Vec<String>,
+        /// Admin scopes, space-separated.
+        #[arg(long, default_value = "")]
+        scope: String,
+        /// Lifetime, e.g. `1h`, `15m`.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+        /// Config file (issuer, audience).
+        #[arg(long, default_value = "consentgate.toml")]
+        config: PathBuf,
+        /// Signing key (default: `certs/dev/jwt.key` beside the config).
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
+    /// Dev key material.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Generate `certs/dev/`: CA, gateway/upstream/client certs, JWT key + JWKS, secrets.
+    Dev {
+        /// Target folder.
+        #[arg(long, default_value = "certs/dev")]
+        dir: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    consentgate::install_crypto_provider();
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("consentgate: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+}
+
+fn run(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Serve { config } => {
+            let settings = Settings::load(&config)?;
+            runtime()?.block_on(async {
+                let gateway = Gateway::bind(settings).await?;
+                tracing::info!(gateway = %gateway.gateway_addr(), admin = %gateway.admin_addr(), "listening");
+                gateway.serve(shutdown_signal()).await;
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        Command::Demo { config } => demo_command(&config),
+        Command::Token { sub, purposes, scope, ttl, config, key } => {
+            let settings = Settings::load(&config)?;
+            let key = key.unwrap_or_else(|| settings.base_dir.join("certs/dev/jwt.key"));
+            let req = token::TokenRequest {
+                sub: &sub,
+                purposes,
+                scope: &scope,
+                ttl,
+                issuer: &settings.auth.issuer,
+                audience: &settings.auth.audience,
+            };
+            println!("{}", token::sign(&key, &req)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Certs { command: CertsCommand::Dev { dir } } => {
+            certs::generate(&dir)?;
+            println!("wrote dev key material to {} (dev only: never use these keys in production)", dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+fn demo_command(config: &Path) -> Result<ExitCode> {
+    let base = config.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dev = base.join("certs/dev");
+    if !certs::complete(&dev) {
+        certs::generate(&dev)?;
+        println!("generated dev key material in {}", dev.display());
+    }
+    let settings = Settings::load(config)?;
+    let upstream = settings
+        .routes
+        .iter()
+        .next()
+        .map(|r| r.upstream.authority.to_string())
+        .context("the config has no route")?;
+    runtime()?.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&upstream)
+            .await
+            .with_context(|| format!("starting the sample upstream on {upstream}"))?;
+        tokio::spawn(demo::upstream::serve(listener));
+        let gateway = Gateway::bind(settings.clone()).await?;
+        let gw = gateway.gateway_addr();
+        let scheme = if settings.gateway.tls.is_some() { "https" } else { "http" };
+        let sign = |sub: &str, purposes: &[&str], scope: &str| {
+            token::sign(
+                &base.join("certs/dev/jwt.key"),
+                &token::TokenRequest {
+                    sub,
+                    purposes: purposes.iter().map(|p| p.to_string()).collect(),
+                    scope,
+                    ttl: Duration::from_secs(3600),
+                    issuer: &settings.auth.issuer,
+                    audience: &settings.auth.audience,
+                },
+            )
+        };
+        let crm = sign("crm-service", &["marketing", "support", "order_fulfilment", "analytics"], "")?;
+        println!("\nconsentgate demo: sample upstream on http://{upstream}, gateway on {scheme}://{gw}, admin on http://{}\n", gateway.admin_addr());
+        println!("# a catalogue call (no personal data):");
+        println!("curl -s -H 'Authorization: Bearer {crm}' {scheme}://{gw}/api/products/all\n");
+        println!("# a customer record for order fulfilment:");
+        println!("curl -s -H 'Authorization: Bearer {crm}' -H 'X-Purpose: order_fulfilment' {scheme}://{gw}/api/customers/c-1001\n");
+        println!("# no token: 401 unauthenticated");
+        println!("curl -s {scheme}://{gw}/api/customers/c-1001\n");
+        println!("# health and metrics");
+        println!("curl -s http://{}/readyz; curl -s http://{}/metrics\n", gateway.admin_addr(), gateway.admin_addr());
+        println!("Press Ctrl-C to stop.");
+        gateway.serve(shutdown_signal()).await;
+        Ok(ExitCode::SUCCESS)
+    })
+}

@@ -1,0 +1,93 @@
+//! Request resolution: the normalised path and its route, the subject, the purpose.
+
+use http::HeaderMap;
+
+use crate::error::GatewayError;
+use crate::http::headers::X_PURPOSE;
+use crate::routing::{Route, RouteTable, decode_segment, normalize};
+
+/// The route a request matched, on its normalised path.
+pub(crate) struct Resolved<'a> {
+    pub(crate) route: &'a Route,
+    pub(crate) path: String,
+    pub(crate) subject: Option<String>,
+}
+
+/// Normalises the path and finds its route; decodes the `{subject}` segment.
+pub(crate) fn route<'a>(table: &'a RouteTable, raw_path: &str) -> Result<Resolved<'a>, GatewayError> {
+    let path = normalize(raw_path).map_err(|e| GatewayError::BadPath(format!("{e}; send a plain, normalised path")))?;
+    let (_, route, m) = table.find(&path).ok_or(GatewayError::NoRoute)?;
+    let subject = match m.subject {
+        Some(raw) => Some(decode_segment(raw).ok_or_else(|| GatewayError::BadPath("the subject segment is not valid UTF-8".into()))?),
+        None => None,
+    };
+    Ok(Resolved { route, path, subject })
+}
+
+/// Longest purpose name accepted.
+const MAX_PURPOSE_LEN: usize = 64;
+
+/// The declared purpose: exactly one `X-Purpose` header holding one purpose name
+/// (`[a-z][a-z0-9_]*`, at most 64 bytes). Lists, whitespace tricks and repeats are refused.
+pub(crate) fn purpose(headers: &HeaderMap) -> Result<String, GatewayError> {
+    let mut values = headers.get_all(&X_PURPOSE).iter();
+    let value = values.next().ok_or_else(|| {
+        GatewayError::MissingPurpose("declare the purpose of this request in one X-Purpose header".into())
+    })?;
+    if values.next().is_some() {
+        return Err(GatewayError::MissingPurpose(
+            "send exactly one X-Purpose header; repeated X-Purpose headers are refused".into(),
+        ));
+    }
+    let bytes = value.as_bytes();
+    let valid = !bytes.is_empty()
+        && bytes.len() <= MAX_PURPOSE_LEN
+        && bytes[0].is_ascii_lowercase()
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_');
+    if !valid {
+        return Err(GatewayError::UnknownPurpose(
+            "X-Purpose must be one purpose name (lower-case letters, digits, '_'), not a list".into(),
+        ));
+    }
+    // Validated ASCII above.
+    Ok(String::from_utf8_lossy(bytes).into_owned())
+}
+
+/// Whether the request carries `Sec-GPC: 1` (W3C GPC: only the exact value `1` counts; any
+/// `1` among repeated headers counts).
+pub(crate) fn gpc(headers: &HeaderMap) -> bool {
+    headers.get_all(&crate::http::headers::SEC_GPC).iter().any(|v| v.as_bytes() == b"1")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn purpose_rules() {
+        let mut h = HeaderMap::new();
+        assert_eq!(purpose(&h).unwrap_err().code(), "missing_purpose");
+        h.insert(&X_PURPOSE, HeaderValue::from_static("marketing"));
+        assert_eq!(purpose(&h).unwrap(), "marketing");
+        for bad in ["marketing, support", " marketing", "Marketing", "a b", ""] {
+            h.insert(&X_PURPOSE, HeaderValue::from_str(bad).unwrap());
+            assert_eq!(purpose(&h).unwrap_err().code(), "unknown_purpose", "{bad:?}");
+        }
+        h.insert(&X_PURPOSE, HeaderValue::from_static("marketing"));
+        h.append(&X_PURPOSE, HeaderValue::from_static("marketing"));
+        assert_eq!(purpose(&h).unwrap_err().code(), "missing_purpose");
+    }
+
+    #[test]
+    fn gpc_only_exact_one() {
+        let mut h = HeaderMap::new();
+        assert!(!gpc(&h));
+        for v in ["0", "true", " 1", "1 ", "yes"] {
+            h.insert("sec-gpc", HeaderValue::from_str(v).unwrap());
+            assert!(!gpc(&h), "{v:?}");
+        }
+        h.append("sec-gpc", HeaderValue::from_static("1"));
+        assert!(gpc(&h));
+    }
+}
