@@ -150,6 +150,9 @@ mod tests {
     fn payload_too_large_differs_by_direction() {
         assert_eq!(GatewayError::RequestTooLarge { limit: 1 }.status(), 413);
         assert_eq!(GatewayError::ResponseTooLarge { limit: 1 }.status(), 502);
-        assert_eq!(GatewayError::ResponseTooLarge { limit: 1 }.code(), "payload_too_large");
+        assert_eq!(
+            GatewayError::ResponseTooLarge { limit: 1 }.code(),
+            "payload_too_large"
+        );
     }
 }

@@ -66,23 +66,43 @@ impl Gateway {
     pub async fn bind(settings: Settings) -> Result<Gateway, StartError> {
         install_crypto_provider();
         let verifier = auth::Verifier::from_settings(&settings.auth)?;
-        let tls = settings.gateway.tls.as_ref().map(server::acceptor).transpose()?;
-        let connect_timeout = settings.gateway.upstream_timeout + std::time::Duration::from_millis(250);
+        let tls = settings
+            .gateway
+            .tls
+            .as_ref()
+            .map(server::acceptor)
+            .transpose()?;
+        let connect_timeout =
+            settings.gateway.upstream_timeout + std::time::Duration::from_millis(250);
         let client = http::client::build(settings.gateway.upstream_ca.as_deref(), connect_timeout)?;
         let data = bind("gateway.listen", settings.gateway.listen).await?;
         let admin = bind("admin.listen", settings.admin_listen).await?;
-        let state = Arc::new(State { settings, verifier, client, metrics: metrics::Metrics::default() });
-        Ok(Gateway { state, data, admin, tls })
+        let state = Arc::new(State {
+            settings,
+            verifier,
+            client,
+            metrics: metrics::Metrics::default(),
+        });
+        Ok(Gateway {
+            state,
+            data,
+            admin,
+            tls,
+        })
     }
 
     /// The data-plane address actually bound.
     pub fn gateway_addr(&self) -> SocketAddr {
-        self.data.local_addr().unwrap_or(self.state.settings.gateway.listen)
+        self.data
+            .local_addr()
+            .unwrap_or(self.state.settings.gateway.listen)
     }
 
     /// The admin address actually bound.
     pub fn admin_addr(&self) -> SocketAddr {
-        self.admin.local_addr().unwrap_or(self.state.settings.admin_listen)
+        self.admin
+            .local_addr()
+            .unwrap_or(self.state.settings.admin_listen)
     }
 
     /// Serves until `shutdown` completes, then drains in-flight requests (bounded by
@@ -105,7 +125,13 @@ impl Gateway {
             let state = state.clone();
             Box::pin(admin::handle(state, req))
         });
-        let data = tokio::spawn(server::serve(self.data, self.tls, limits, data_handler, rx.clone()));
+        let data = tokio::spawn(server::serve(
+            self.data,
+            self.tls,
+            limits,
+            data_handler,
+            rx.clone(),
+        ));
         let admin = tokio::spawn(server::serve(self.admin, None, limits, admin_handler, rx));
         tracing::info!("consentgate serving");
         shutdown.await;
@@ -117,7 +143,9 @@ impl Gateway {
 }
 
 async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { key, addr, source })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { key, addr, source })
 }
 
 /// Makes aws-lc-rs the process-wide crypto provider for rustls and jsonwebtoken (once).

@@ -11,7 +11,11 @@ use consentgate::devtools::{certs, token};
 use consentgate::{Gateway, demo};
 
 #[derive(Parser)]
-#[command(name = "consentgate", version, about = "Privacy-and-consent governance gateway")]
+#[command(
+    name = "consentgate",
+    version,
+    about = "Privacy-and-consent governance gateway"
+)]
 struct Cli {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Human, global = true)]
@@ -94,7 +98,9 @@ fn main() -> ExitCode {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -102,7 +108,10 @@ fn init_logging(format: LogFormat) {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
 fn run(command: Command) -> Result<ExitCode> {
@@ -117,7 +126,14 @@ fn run(command: Command) -> Result<ExitCode> {
             })
         }
         Command::Demo { config } => demo_command(&config),
-        Command::Token { sub, purposes, scope, ttl, config, key } => {
+        Command::Token {
+            sub,
+            purposes,
+            scope,
+            ttl,
+            config,
+            key,
+        } => {
             let settings = Settings::load(&config)?;
             let key = key.unwrap_or_else(|| settings.base_dir.join("certs/dev/jwt.key"));
             let req = token::TokenRequest {
@@ -131,9 +147,14 @@ fn run(command: Command) -> Result<ExitCode> {
             println!("{}", token::sign(&key, &req)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Certs { command: CertsCommand::Dev { dir } } => {
+        Command::Certs {
+            command: CertsCommand::Dev { dir },
+        } => {
             certs::generate(&dir)?;
-            println!("wrote dev key material to {} (dev only: never use these keys in production)", dir.display());
+            println!(
+                "wrote dev key material to {} (dev only: never use these keys in production)",
+                dir.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -162,7 +183,10 @@ async fn shutdown_signal() {
 }
 
 fn demo_command(config: &Path) -> Result<ExitCode> {
-    let base = config.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let base = config
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let dev = base.join("certs/dev");
     if !certs::complete(&dev) {
         certs::generate(&dev)?;

@@ -27,8 +27,10 @@ impl Histogram {
             self.counts[i].fetch_add(1, Ordering::Relaxed);
         }
         self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_micros
-            .fetch_add(u64::try_from(d.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.sum_micros.fetch_add(
+            u64::try_from(d.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
     }
 
     /// Writes the `_bucket`, `_sum` and `_count` series with the given labels.
@@ -37,12 +39,19 @@ impl Histogram {
         let mut cumulative = 0;
         for (i, bound) in BUCKETS.iter().enumerate() {
             cumulative += self.counts[i].load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}");
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}"
+            );
         }
         let count = self.count.load(Ordering::Relaxed);
         let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
         let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
         let _ = writeln!(out, "{name}_sum{braces} {sum}");
         let _ = writeln!(out, "{name}_count{braces} {count}");
     }
@@ -93,28 +102,47 @@ impl Metrics {
         out.push_str("# TYPE consentgate_requests_total counter\n");
         if let Ok(m) = self.requests.lock() {
             for ((route, status), n) in m.iter() {
-                let _ = writeln!(out, "consentgate_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
+                let _ = writeln!(
+                    out,
+                    "consentgate_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+                );
             }
         }
-        out.push_str("# HELP consentgate_request_duration_seconds Time from request to response headers.\n");
+        out.push_str(
+            "# HELP consentgate_request_duration_seconds Time from request to response headers.\n",
+        );
         out.push_str("# TYPE consentgate_request_duration_seconds histogram\n");
         if let Ok(m) = self.latency.lock() {
             for (route, h) in m.iter() {
-                h.render(out, "consentgate_request_duration_seconds", &format!("route=\"{route}\""));
+                h.render(
+                    out,
+                    "consentgate_request_duration_seconds",
+                    &format!("route=\"{route}\""),
+                );
             }
         }
-        out.push_str("# HELP consentgate_upstream_errors_total Upstream failures, by route and kind.\n");
+        out.push_str(
+            "# HELP consentgate_upstream_errors_total Upstream failures, by route and kind.\n",
+        );
         out.push_str("# TYPE consentgate_upstream_errors_total counter\n");
         if let Ok(m) = self.upstream_errors.lock() {
             for ((route, kind), n) in m.iter() {
-                let _ = writeln!(out, "consentgate_upstream_errors_total{{route=\"{route}\",kind=\"{kind}\"}} {n}");
+                let _ = writeln!(
+                    out,
+                    "consentgate_upstream_errors_total{{route=\"{route}\",kind=\"{kind}\"}} {n}"
+                );
             }
         }
-        out.push_str("# HELP consentgate_decisions_total Consent decisions on personal-data routes.\n");
+        out.push_str(
+            "# HELP consentgate_decisions_total Consent decisions on personal-data routes.\n",
+        );
         out.push_str("# TYPE consentgate_decisions_total counter\n");
         if let Ok(m) = self.decisions.lock() {
             for ((route, d), n) in m.iter() {
-                let _ = writeln!(out, "consentgate_decisions_total{{route=\"{route}\",decision=\"{d}\"}} {n}");
+                let _ = writeln!(
+                    out,
+                    "consentgate_decisions_total{{route=\"{route}\",decision=\"{d}\"}} {n}"
+                );
             }
         }
     }
@@ -133,8 +161,16 @@ mod tests {
         let mut out = String::new();
         m.render(&mut out);
         assert!(out.contains("consentgate_requests_total{route=\"customers\",status=\"200\"} 2"));
-        assert!(out.contains("consentgate_request_duration_seconds_bucket{route=\"customers\",le=\"0.005\"} 1"));
-        assert!(out.contains("consentgate_request_duration_seconds_bucket{route=\"customers\",le=\"+Inf\"} 2"));
-        assert!(out.contains("consentgate_upstream_errors_total{route=\"customers\",kind=\"timeout\"} 1"));
+        assert!(out.contains(
+            "consentgate_request_duration_seconds_bucket{route=\"customers\",le=\"0.005\"} 1"
+        ));
+        assert!(out.contains(
+            "consentgate_request_duration_seconds_bucket{route=\"customers\",le=\"+Inf\"} 2"
+        ));
+        assert!(
+            out.contains(
+                "consentgate_upstream_errors_total{route=\"customers\",kind=\"timeout\"} 1"
+            )
+        );
     }
 }

@@ -18,7 +18,8 @@ pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Respons
     let result = route(&state, req).await;
     let mut resp = result.unwrap_or_else(|e| error_response(&e, &request_id));
     if let Ok(v) = HeaderValue::from_str(&request_id) {
-        resp.headers_mut().insert(&crate::http::headers::X_REQUEST_ID, v);
+        resp.headers_mut()
+            .insert(&crate::http::headers::X_REQUEST_ID, v);
     }
     resp
 }
@@ -26,22 +27,35 @@ pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Respons
 async fn route(state: &State, req: Request<Incoming>) -> Result<Response<Body>, GatewayError> {
     let path = req.uri().path().to_string();
     match (req.method(), path.as_str()) {
-        (&Method::GET, "/healthz") => Ok(json(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
+        (&Method::GET, "/healthz") => {
+            Ok(json(StatusCode::OK, &serde_json::json!({"status": "ok"})))
+        }
         (&Method::GET, "/readyz") => {
             let (ready, checks) = readiness(state);
-            let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-            Ok(json(status, &serde_json::json!({"ready": ready, "checks": checks})))
+            let status = if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            Ok(json(
+                status,
+                &serde_json::json!({"ready": ready, "checks": checks}),
+            ))
         }
         (&Method::GET, "/metrics") => {
             let mut out = String::with_capacity(4096);
             state.metrics.render(&mut out);
             let mut resp = Response::new(full(out));
-            resp.headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+            resp.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
             Ok(resp)
         }
         (_, "/healthz" | "/readyz" | "/metrics") => Err(GatewayError::MethodNotAllowed),
-        _ => Err(GatewayError::NotFound("no admin endpoint at this path".into())),
+        _ => Err(GatewayError::NotFound(
+            "no admin endpoint at this path".into(),
+        )),
     }
 }
 
@@ -54,6 +68,7 @@ fn readiness(_state: &State) -> (bool, serde_json::Value) {
 pub(crate) fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     let mut resp = Response::new(full(serde_json::to_vec(value).unwrap_or_default()));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }

@@ -52,8 +52,14 @@ pub(crate) struct PublicKey {
 /// Loads a JWKS file into `kid → key`. Every key needs a `kid`; symmetric keys are refused.
 pub(crate) fn load_jwks(path: &Path) -> Result<HashMap<String, PublicKey>, KeyError> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read { path: shown.clone(), source })?;
-    let set: JwkSet = serde_json::from_str(&text).map_err(|e| KeyError::Jwks { path: shown.clone(), message: e.to_string() })?;
+    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    let set: JwkSet = serde_json::from_str(&text).map_err(|e| KeyError::Jwks {
+        path: shown.clone(),
+        message: e.to_string(),
+    })?;
     let mut keys = HashMap::with_capacity(set.keys.len());
     for (i, jwk) in set.keys.iter().enumerate() {
         let key_err = |kid: &str, message: &str| KeyError::Key {
@@ -61,7 +67,11 @@ pub(crate) fn load_jwks(path: &Path) -> Result<HashMap<String, PublicKey>, KeyEr
             kid: kid.to_string(),
             message: message.to_string(),
         };
-        let kid = jwk.common.key_id.clone().ok_or_else(|| key_err(&format!("#{i}"), "has no \"kid\""))?;
+        let kid = jwk
+            .common
+            .key_id
+            .clone()
+            .ok_or_else(|| key_err(&format!("#{i}"), "has no \"kid\""))?;
         let alg = algorithm_for(jwk).map_err(|m| key_err(&kid, m))?;
         let key = DecodingKey::from_jwk(jwk).map_err(|e| key_err(&kid, &e.to_string()))?;
         if keys.insert(kid.clone(), PublicKey { alg, key }).is_some() {
@@ -80,7 +90,9 @@ fn algorithm_for(jwk: &Jwk) -> Result<Algorithm, &'static str> {
             _ => return Err("unsupported elliptic curve (use P-256 or P-384)"),
         },
         AlgorithmParameters::RSA(_) => Algorithm::RS256,
-        AlgorithmParameters::OctetKeyPair(p) if p.curve == EllipticCurve::Ed25519 => Algorithm::EdDSA,
+        AlgorithmParameters::OctetKeyPair(p) if p.curve == EllipticCurve::Ed25519 => {
+            Algorithm::EdDSA
+        }
         AlgorithmParameters::OctetKey(_) => {
             return Err("symmetric keys do not belong in a JWKS; use auth.hs256_secret_file");
         }
@@ -102,7 +114,12 @@ fn algorithm_for(jwk: &Jwk) -> Result<Algorithm, &'static str> {
     let rsa_family = matches!(from_type, Algorithm::RS256);
     let declared_rsa = matches!(
         declared,
-        Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 | Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512
+        Algorithm::RS256
+            | Algorithm::RS384
+            | Algorithm::RS512
+            | Algorithm::PS256
+            | Algorithm::PS384
+            | Algorithm::PS512
     );
     if declared == from_type || (rsa_family && declared_rsa) {
         Ok(declared)
@@ -114,7 +131,10 @@ fn algorithm_for(jwk: &Jwk) -> Result<Algorithm, &'static str> {
 /// Loads the HS256 secret (surrounding whitespace trimmed); at least 32 bytes.
 pub(crate) fn load_hs256(path: &Path) -> Result<DecodingKey, KeyError> {
     let shown = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| KeyError::Read { path: shown.clone(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| KeyError::Read {
+        path: shown.clone(),
+        source,
+    })?;
     let secret = bytes.trim_ascii();
     if secret.len() < 32 {
         return Err(KeyError::WeakSecret { path: shown });

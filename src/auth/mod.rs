@@ -86,13 +86,16 @@ pub enum AuthError {
     #[error("the token lacks the required claim '{0}'")]
     MissingClaim(String),
     /// Claims of the wrong type (e.g. `purposes` not an array of strings) or duplicated.
-    #[error("the token's claims have the wrong shape: sub must be a non-empty string, purposes an array of strings, scope a string")]
+    #[error(
+        "the token's claims have the wrong shape: sub must be a non-empty string, purposes an array of strings, scope a string"
+    )]
     BadClaims,
 }
 
 #[derive(Deserialize)]
 struct Claims {
-    sub: String,
+    #[serde(default)]
+    sub: Option<String>,
     #[serde(default)]
     purposes: Vec<String>,
     #[serde(default)]
@@ -124,7 +127,11 @@ impl Verifier {
             Some(path) => keys::load_jwks(path)?,
             None => HashMap::new(),
         };
-        let hs256 = s.hs256_secret_file.as_deref().map(keys::load_hs256).transpose()?;
+        let hs256 = s
+            .hs256_secret_file
+            .as_deref()
+            .map(keys::load_hs256)
+            .transpose()?;
         Ok(Verifier {
             jwks,
             hs256,
@@ -135,7 +142,10 @@ impl Verifier {
     }
 
     /// Verifies the `Authorization` header values of a request.
-    pub fn verify_header<'a>(&self, mut values: impl Iterator<Item = &'a HeaderValue>) -> Result<Caller, AuthError> {
+    pub fn verify_header<'a>(
+        &self,
+        mut values: impl Iterator<Item = &'a HeaderValue>,
+    ) -> Result<Caller, AuthError> {
         let value = values.next().ok_or(AuthError::Missing)?;
         if values.next().is_some() {
             return Err(AuthError::NotBearer);
@@ -157,13 +167,20 @@ impl Verifier {
             return Err(AuthError::TooLarge);
         }
         let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
-            ErrorKind::InvalidAlgorithmName | ErrorKind::UnsupportedAlgorithm => AuthError::UnsupportedAlgorithm,
+            ErrorKind::InvalidAlgorithmName | ErrorKind::UnsupportedAlgorithm => {
+                AuthError::UnsupportedAlgorithm
+            }
             // An unknown `alg` string (e.g. "none") fails header parsing as a JSON error.
-            ErrorKind::Json(err) if err.to_string().contains("variant") => AuthError::UnsupportedAlgorithm,
+            ErrorKind::Json(err) if err.to_string().contains("variant") => {
+                AuthError::UnsupportedAlgorithm
+            }
             _ => AuthError::Malformed,
         })?;
         let (alg, key) = match header.alg {
-            Algorithm::HS256 => (Algorithm::HS256, self.hs256.as_ref().ok_or(AuthError::UnknownKey)?),
+            Algorithm::HS256 => (
+                Algorithm::HS256,
+                self.hs256.as_ref().ok_or(AuthError::UnknownKey)?,
+            ),
             Algorithm::HS384 | Algorithm::HS512 => return Err(AuthError::UnsupportedAlgorithm),
             alg => {
                 let entry = match header.kid.as_deref() {
@@ -188,7 +205,9 @@ impl Verifier {
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.validate_nbf = true;
         validation.leeway = self.leeway;
-        let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| match e.kind() {
+        let data = jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|e| match e
+            .kind()
+        {
             ErrorKind::InvalidSignature => AuthError::BadSignature,
             ErrorKind::ExpiredSignature => AuthError::Expired,
             ErrorKind::ImmatureSignature => AuthError::NotYetValid,
@@ -200,13 +219,20 @@ impl Verifier {
             _ => AuthError::Malformed,
         })?;
         let claims = data.claims;
-        if claims.sub.is_empty() || claims.sub.len() > 256 {
+        let sub = claims
+            .sub
+            .ok_or_else(|| AuthError::MissingClaim("sub".into()))?;
+        if sub.is_empty() || sub.len() > 256 {
             return Err(AuthError::BadClaims);
         }
         Ok(Caller {
-            name: claims.sub,
+            name: sub,
             purposes: claims.purposes,
-            scopes: claims.scope.split_ascii_whitespace().map(str::to_string).collect(),
+            scopes: claims
+                .scope
+                .split_ascii_whitespace()
+                .map(str::to_string)
+                .collect(),
         })
     }
 }

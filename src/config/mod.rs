@@ -207,8 +207,18 @@ impl Settings {
                 ));
             }
             (None, None) => None,
-            (Some(_), None) => return Err(invalid("gateway.tls_key", "tls_cert is set but tls_key is missing")),
-            (None, Some(_)) => return Err(invalid("gateway.tls_cert", "tls_key is set but tls_cert is missing")),
+            (Some(_), None) => {
+                return Err(invalid(
+                    "gateway.tls_key",
+                    "tls_cert is set but tls_key is missing",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "gateway.tls_cert",
+                    "tls_key is set but tls_cert is missing",
+                ));
+            }
         };
         let max_body_bytes = g.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY);
         if max_body_bytes == 0 {
@@ -221,10 +231,20 @@ impl Settings {
             upstream_ca: g.upstream_ca.as_deref().map(path),
             default_region: g.default_region,
             max_body_bytes,
-            upstream_timeout: duration("gateway.upstream_timeout", g.upstream_timeout.as_deref(), "30s")?,
-            header_read_timeout: duration("gateway.header_read_timeout", g.header_read_timeout.as_deref(), "10s")?,
+            upstream_timeout: duration(
+                "gateway.upstream_timeout",
+                g.upstream_timeout.as_deref(),
+                "30s",
+            )?,
+            header_read_timeout: duration(
+                "gateway.header_read_timeout",
+                g.header_read_timeout.as_deref(),
+                "10s",
+            )?,
             max_connections: match g.max_connections {
-                Some(0) => return Err(invalid("gateway.max_connections", "must be greater than 0")),
+                Some(0) => {
+                    return Err(invalid("gateway.max_connections", "must be greater than 0"));
+                }
                 Some(n) => n,
                 None => 10_000,
             },
@@ -233,10 +253,16 @@ impl Settings {
 
         let a = raw.auth;
         if a.jwks.is_none() && a.hs256_secret_file.is_none() {
-            return Err(invalid("auth", "set auth.jwks and/or auth.hs256_secret_file: without keys no caller can be authenticated"));
+            return Err(invalid(
+                "auth",
+                "set auth.jwks and/or auth.hs256_secret_file: without keys no caller can be authenticated",
+            ));
         }
         if a.issuer.is_empty() || a.audience.is_empty() {
-            return Err(invalid("auth", "auth.issuer and auth.audience must not be empty"));
+            return Err(invalid(
+                "auth",
+                "auth.issuer and auth.audience must not be empty",
+            ));
         }
         let auth = AuthSettings {
             issuer: a.issuer,
@@ -246,37 +272,56 @@ impl Settings {
             leeway: duration("auth.leeway", a.leeway.as_deref(), "30s")?,
         };
 
-        let (checkpoint_interval, checkpoint_records) = checkpoint_every(raw.audit.checkpoint_every)?;
+        let (checkpoint_interval, checkpoint_records) =
+            checkpoint_every(raw.audit.checkpoint_every)?;
         let audit = AuditSettings {
             dir: path(&raw.audit.dir),
             sync: match raw.audit.sync.as_deref() {
                 None | Some("group") => AuditSync::Group,
                 Some("always") => AuditSync::Always,
                 Some(other) => {
-                    return Err(invalid("audit.sync", format!("\"{other}\" is not a sync mode; use \"group\" or \"always\"")));
+                    return Err(invalid(
+                        "audit.sync",
+                        format!("\"{other}\" is not a sync mode; use \"group\" or \"always\""),
+                    ));
                 }
             },
-            segment_bytes: raw.audit.segment_bytes.unwrap_or(64 * 1024 * 1024).max(4096),
+            segment_bytes: raw
+                .audit
+                .segment_bytes
+                .unwrap_or(64 * 1024 * 1024)
+                .max(4096),
             checkpoint_key: raw.audit.checkpoint_key.as_deref().map(path),
             checkpoint_interval,
             checkpoint_records,
         };
-        if audit.checkpoint_key.is_none() && (checkpoint_interval.is_some() || checkpoint_records.is_some()) {
-            return Err(invalid("audit.checkpoint_every", "checkpoints need audit.checkpoint_key"));
+        if audit.checkpoint_key.is_none()
+            && (checkpoint_interval.is_some() || checkpoint_records.is_some())
+        {
+            return Err(invalid(
+                "audit.checkpoint_every",
+                "checkpoints need audit.checkpoint_key",
+            ));
         }
 
         let mut routes = Vec::with_capacity(raw.routes.len());
         for (i, r) in raw.routes.into_iter().enumerate() {
             let key = format!("route[{i}]");
             if routes.iter().any(|x: &Route| x.name == r.name) {
-                return Err(invalid(format!("{key}.name"), format!("route name \"{}\" is used twice", r.name)));
+                return Err(invalid(
+                    format!("{key}.name"),
+                    format!("route name \"{}\" is used twice", r.name),
+                ));
             }
             let route = Route::new(r.name, &r.pattern, &r.upstream, r.personal_data, r.public)
                 .map_err(|e| invalid(format!("{key}.{}", e.key()), e.to_string()))?;
             routes.push(route);
         }
         if routes.is_empty() {
-            return Err(invalid("route", "no [[route]] is defined: the gateway would answer no_route to everything"));
+            return Err(invalid(
+                "route",
+                "no [[route]] is defined: the gateway would answer no_route to everything",
+            ));
         }
 
         Ok(Settings {
@@ -298,19 +343,30 @@ impl Settings {
 
 fn resolve(base: &Path, p: &str) -> PathBuf {
     let p = Path::new(p);
-    if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
 }
 
 fn addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
-    value
-        .parse()
-        .map_err(|_| invalid(key, format!("\"{value}\" is not an address; write it like \"127.0.0.1:8080\"")))
+    value.parse().map_err(|_| {
+        invalid(
+            key,
+            format!("\"{value}\" is not an address; write it like \"127.0.0.1:8080\""),
+        )
+    })
 }
 
 fn duration(key: &str, value: Option<&str>, default: &str) -> Result<Duration, ConfigError> {
     let text = value.unwrap_or(default);
-    let d = humantime::parse_duration(text)
-        .map_err(|_| invalid(key, format!("\"{text}\" is not a duration; write it like \"30s\" or \"500ms\"")))?;
+    let d = humantime::parse_duration(text).map_err(|_| {
+        invalid(
+            key,
+            format!("\"{text}\" is not a duration; write it like \"30s\" or \"500ms\""),
+        )
+    })?;
     if d.is_zero() {
         return Err(invalid(key, "must be longer than zero"));
     }
@@ -320,15 +376,22 @@ fn duration(key: &str, value: Option<&str>, default: &str) -> Result<Duration, C
 fn check_name(key: &str, value: &str) -> Result<(), ConfigError> {
     let ok = !value.is_empty()
         && value.len() <= 32
-        && value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     if ok {
         Ok(())
     } else {
-        Err(invalid(key, format!("\"{value}\" is not a region name (1-32 of a-z, 0-9, -)")))
+        Err(invalid(
+            key,
+            format!("\"{value}\" is not a region name (1-32 of a-z, 0-9, -)"),
+        ))
     }
 }
 
-fn checkpoint_every(v: Option<CheckpointEvery>) -> Result<(Option<Duration>, Option<u64>), ConfigError> {
+fn checkpoint_every(
+    v: Option<CheckpointEvery>,
+) -> Result<(Option<Duration>, Option<u64>), ConfigError> {
     let items = match v {
         None => return Ok((None, None)),
         Some(CheckpointEvery::Count(n)) => vec![CheckpointEveryItem::Count(n)],
@@ -339,10 +402,15 @@ fn checkpoint_every(v: Option<CheckpointEvery>) -> Result<(Option<Duration>, Opt
     for item in items {
         match item {
             CheckpointEveryItem::Count(0) => {
-                return Err(invalid("audit.checkpoint_every", "a record count must be greater than 0"));
+                return Err(invalid(
+                    "audit.checkpoint_every",
+                    "a record count must be greater than 0",
+                ));
             }
             CheckpointEveryItem::Count(n) => records = Some(n),
-            CheckpointEveryItem::Text(t) => interval = Some(duration("audit.checkpoint_every", Some(&t), "10s")?),
+            CheckpointEveryItem::Text(t) => {
+                interval = Some(duration("audit.checkpoint_every", Some(&t), "10s")?)
+            }
         }
     }
     Ok((interval, records))
@@ -391,22 +459,42 @@ personal_data = true
     #[test]
     fn unknown_key_is_an_error_naming_it() {
         let text = MINIMAL.replace("[admin]", "[admin]\nlisten_typo = 1");
-        let err = Settings::from_toml(&text, Path::new(".")).unwrap_err().to_string();
+        let err = Settings::from_toml(&text, Path::new("."))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("listen_typo"), "{err}");
     }
 
     #[test]
     fn bad_values_name_the_key() {
         let cases = [
-            ("listen = \"127.0.0.1:8080\"", "listen = \"nope\"", "gateway.listen"),
+            (
+                "listen = \"127.0.0.1:8080\"",
+                "listen = \"nope\"",
+                "gateway.listen",
+            ),
             ("[audit]", "[audit]\nsync = \"sometimes\"", "audit.sync"),
-            ("default_region = \"default\"", "default_region = \"EU!\"", "gateway.default_region"),
-            ("match = \"/api/customers/{subject}/**\"", "match = \"/api/**/x\"", "route[0].match"),
-            ("upstream = \"http://127.0.0.1:9000\"", "upstream = \"ftp://x\"", "route[0].upstream"),
+            (
+                "default_region = \"default\"",
+                "default_region = \"EU!\"",
+                "gateway.default_region",
+            ),
+            (
+                "match = \"/api/customers/{subject}/**\"",
+                "match = \"/api/**/x\"",
+                "route[0].match",
+            ),
+            (
+                "upstream = \"http://127.0.0.1:9000\"",
+                "upstream = \"ftp://x\"",
+                "route[0].upstream",
+            ),
         ];
         for (from, to, key) in cases {
             let text = MINIMAL.replacen(from, to, 1);
-            let err = Settings::from_toml(&text, Path::new(".")).unwrap_err().to_string();
+            let err = Settings::from_toml(&text, Path::new("."))
+                .unwrap_err()
+                .to_string();
             assert!(err.starts_with(key), "{key}: {err}");
         }
     }

@@ -20,34 +20,58 @@ use crate::http::{Body, full};
 fn json(status: StatusCode, v: &Value) -> Response<Body> {
     let mut resp = Response::new(full(serde_json::to_vec(v).unwrap_or_default()));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     resp
 }
 
-fn answer(customers: &HashMap<String, Value>, products: &Value, req: &Request<Incoming>) -> Response<Body> {
+fn answer(
+    customers: &HashMap<String, Value>,
+    products: &Value,
+    req: &Request<Incoming>,
+) -> Response<Body> {
     let parts: Vec<&str> = req.uri().path().trim_matches('/').split('/').collect();
     match parts.as_slice() {
         ["api", "customers", id] => match customers.get(*id) {
             Some(doc) => json(StatusCode::OK, doc),
-            None => json(StatusCode::NOT_FOUND, &serde_json::json!({"error": "no such customer"})),
+            None => json(
+                StatusCode::NOT_FOUND,
+                &serde_json::json!({"error": "no such customer"}),
+            ),
         },
         ["api", "customers", id, "orders"] => match customers.get(*id) {
-            Some(doc) => json(StatusCode::OK, &serde_json::json!({"id": id, "orders": doc["orders"]})),
-            None => json(StatusCode::NOT_FOUND, &serde_json::json!({"error": "no such customer"})),
+            Some(doc) => json(
+                StatusCode::OK,
+                &serde_json::json!({"id": id, "orders": doc["orders"]}),
+            ),
+            None => json(
+                StatusCode::NOT_FOUND,
+                &serde_json::json!({"error": "no such customer"}),
+            ),
         },
         ["api", "products", ..] => json(StatusCode::OK, products),
-        _ => json(StatusCode::NOT_FOUND, &serde_json::json!({"error": "not found"})),
+        _ => json(
+            StatusCode::NOT_FOUND,
+            &serde_json::json!({"error": "not found"}),
+        ),
     }
 }
 
 /// Serves the sample API on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener) {
-    let customers: Arc<HashMap<String, Value>> =
-        Arc::new(super::data::customers().into_iter().map(|c| (c.id.to_string(), c.doc)).collect());
+    let customers: Arc<HashMap<String, Value>> = Arc::new(
+        super::data::customers()
+            .into_iter()
+            .map(|c| (c.id.to_string(), c.doc))
+            .collect(),
+    );
     let products = Arc::new(super::data::products());
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         let customers = customers.clone();
         let products = products.clone();
         tokio::spawn(async move {
@@ -55,7 +79,9 @@ pub async fn serve(listener: TcpListener) {
                 let resp = answer(&customers, &products, &req);
                 async move { Ok::<_, Infallible>(resp) }
             });
-            let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
+            let _ = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
         });
     }
 }

@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 
 use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm};
 use jsonwebtoken::{Algorithm, EncodingKey};
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
 
 /// Why dev material could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -30,8 +33,20 @@ pub enum DevKeyError {
 
 /// The files `certs dev` writes, relative to its folder.
 pub const FILES: [&str; 14] = [
-    "ca.crt", "ca.key", "gateway.crt", "gateway.key", "client.crt", "client.key", "jwt.key", "jwks.json",
-    "hs256.secret", "audit.key", "audit.pub", "hash.secret", "upstream.crt", "upstream.key",
+    "ca.crt",
+    "ca.key",
+    "gateway.crt",
+    "gateway.key",
+    "client.crt",
+    "client.key",
+    "jwt.key",
+    "jwks.json",
+    "hs256.secret",
+    "audit.key",
+    "audit.pub",
+    "hash.secret",
+    "upstream.crt",
+    "upstream.key",
 ];
 
 fn write(dir: &Path, name: &str, contents: &[u8]) -> Result<(), DevKeyError> {
@@ -62,23 +77,52 @@ pub fn complete(dir: &Path) -> bool {
 /// certificate for mTLS; an ES256 JWT key with its `jwks.json`; an HS256 secret; a P-256 audit
 /// checkpoint key with its public half; a secret for the `hash` redactor.
 pub fn generate(dir: &Path) -> Result<(), DevKeyError> {
-    std::fs::create_dir_all(dir).map_err(|source| DevKeyError::Io { path: dir.to_path_buf(), source })?;
+    std::fs::create_dir_all(dir).map_err(|source| DevKeyError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
 
     let ca_key = KeyPair::generate()?;
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
-    ca.distinguished_name.push(DnType::CommonName, "consentgate dev CA (not for production)");
+    ca.distinguished_name.push(
+        DnType::CommonName,
+        "consentgate dev CA (not for production)",
+    );
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let ca_cert = ca.self_signed(&ca_key)?;
     write(dir, "ca.crt", ca_cert.pem().as_bytes())?;
     write(dir, "ca.key", ca_key.serialize_pem().as_bytes())?;
     let issuer = Issuer::new(ca, ca_key);
 
-    let hosts = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    let hosts = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
     for (name, cn, eku, sans) in [
-        ("gateway", "consentgate dev gateway", ExtendedKeyUsagePurpose::ServerAuth, hosts.clone()),
-        ("upstream", "consentgate dev upstream", ExtendedKeyUsagePurpose::ServerAuth, hosts.clone()),
-        ("client", "consentgate dev client", ExtendedKeyUsagePurpose::ClientAuth, vec!["dev-client".to_string()]),
+        (
+            "gateway",
+            "consentgate dev gateway",
+            ExtendedKeyUsagePurpose::ServerAuth,
+            hosts.clone(),
+        ),
+        (
+            "upstream",
+            "consentgate dev upstream",
+            ExtendedKeyUsagePurpose::ServerAuth,
+            hosts.clone(),
+        ),
+        (
+            "client",
+            "consentgate dev client",
+            ExtendedKeyUsagePurpose::ClientAuth,
+            vec!["dev-client".to_string()],
+        ),
     ] {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(sans)?;
@@ -92,7 +136,10 @@ pub fn generate(dir: &Path) -> Result<(), DevKeyError> {
 
     let jwt_key = KeyPair::generate()?;
     let jwt_pem = jwt_key.serialize_pem();
-    let mut jwk = Jwk::from_encoding_key(&EncodingKey::from_ec_pem(jwt_pem.as_bytes())?, Algorithm::ES256)?;
+    let mut jwk = Jwk::from_encoding_key(
+        &EncodingKey::from_ec_pem(jwt_pem.as_bytes())?,
+        Algorithm::ES256,
+    )?;
     jwk.common.key_id = Some(key_id(&jwt_key));
     jwk.common.key_algorithm = Some(KeyAlgorithm::ES256);
     let jwks = serde_json::to_vec_pretty(&JwkSet { keys: vec![jwk] }).unwrap_or_default();

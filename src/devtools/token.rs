@@ -41,11 +41,17 @@ struct Claims<'a> {
 
 /// Signs a token with the PKCS#8 PEM ES256 key at `key_path`; the `kid` names that key.
 pub fn sign(key_path: &Path, req: &TokenRequest<'_>) -> Result<String, DevKeyError> {
-    let pem = std::fs::read_to_string(key_path).map_err(|source| DevKeyError::Io { path: key_path.to_path_buf(), source })?;
+    let pem = std::fs::read_to_string(key_path).map_err(|source| DevKeyError::Io {
+        path: key_path.to_path_buf(),
+        source,
+    })?;
     let pair = KeyPair::from_pem(&pem)?;
     let mut header = Header::new(Algorithm::ES256);
     header.kid = Some(key_id(&pair));
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
     let claims = Claims {
         sub: req.sub,
         iss: req.issuer,
@@ -56,5 +62,9 @@ pub fn sign(key_path: &Path, req: &TokenRequest<'_>) -> Result<String, DevKeyErr
         purposes: &req.purposes,
         scope: req.scope,
     };
-    Ok(jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ec_pem(pem.as_bytes())?)?)
+    Ok(jsonwebtoken::encode(
+        &header,
+        &claims,
+        &EncodingKey::from_ec_pem(pem.as_bytes())?,
+    )?)
 }

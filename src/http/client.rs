@@ -33,11 +33,17 @@ pub enum ClientError {
 }
 
 /// Builds the upstream client, trusting the public web roots plus `extra_ca` if given.
-pub fn build(extra_ca: Option<&Path>, connect_timeout: Duration) -> Result<UpstreamClient, ClientError> {
+pub fn build(
+    extra_ca: Option<&Path>,
+    connect_timeout: Duration,
+) -> Result<UpstreamClient, ClientError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = extra_ca {
-        let ca_err = |message: String| ClientError::Ca { path: path.display().to_string(), message };
+        let ca_err = |message: String| ClientError::Ca {
+            path: path.display().to_string(),
+            message,
+        };
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
             .map_err(|e| ca_err(e.to_string()))?
             .collect::<Result<_, _>>()

@@ -66,7 +66,11 @@ pub fn request_id(headers: &HeaderMap) -> String {
     let mut values = headers.get_all(&X_REQUEST_ID).iter();
     if let (Some(v), None) = (values.next(), values.next()) {
         let b = v.as_bytes();
-        if !b.is_empty() && b.len() <= 128 && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-')) {
+        if !b.is_empty()
+            && b.len() <= 128
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+        {
             if let Ok(s) = v.to_str() {
                 return s.to_string();
             }
@@ -101,7 +105,12 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// Adds `X-Forwarded-For` (appended), `X-Forwarded-Proto`, `X-Forwarded-Host` and `Forwarded`.
-pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &str, host: Option<&HeaderValue>) {
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    client: IpAddr,
+    proto: &str,
+    host: Option<&HeaderValue>,
+) {
     let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
         Some(prev) => format!("{prev}, {client}"),
         None => client.to_string(),
@@ -109,14 +118,20 @@ pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &str, host:
     if let Ok(v) = HeaderValue::from_str(&xff) {
         headers.insert("x-forwarded-for", v);
     }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static(if proto == "https" { "https" } else { "http" }));
+    headers.insert(
+        "x-forwarded-proto",
+        HeaderValue::from_static(if proto == "https" { "https" } else { "http" }),
+    );
     let for_node = match client {
         IpAddr::V4(ip) => ip.to_string(),
         IpAddr::V6(ip) => format!("\"[{ip}]\""),
     };
     let mut forwarded = format!("for={for_node};proto={proto}");
     if let Some(host) = host.and_then(|h| h.to_str().ok()) {
-        if host.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\') {
+        if host
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+        {
             forwarded.push_str(&format!(";host=\"{host}\""));
             if let Ok(v) = HeaderValue::from_str(host) {
                 headers.insert("x-forwarded-host", v);
@@ -164,7 +179,12 @@ mod tests {
     fn forwarded_appends() {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
-        set_forwarded(&mut h, "127.0.0.1".parse().unwrap(), "http", Some(&HeaderValue::from_static("gw.local")));
+        set_forwarded(
+            &mut h,
+            "127.0.0.1".parse().unwrap(),
+            "http",
+            Some(&HeaderValue::from_static("gw.local")),
+        );
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
         assert_eq!(h["forwarded"], "for=127.0.0.1;proto=http;host=\"gw.local\"");
         assert_eq!(h["x-forwarded-host"], "gw.local");

@@ -30,7 +30,11 @@ pub(crate) struct Outbound<'a> {
 }
 
 /// Builds the upstream request from the client's.
-pub(crate) fn request(mut parts: Parts, body: Incoming, out: &Outbound<'_>) -> Result<Request<Body>, GatewayError> {
+pub(crate) fn request(
+    mut parts: Parts,
+    body: Incoming,
+    out: &Outbound<'_>,
+) -> Result<Request<Body>, GatewayError> {
     if let Some(len) = parts.headers.get(header::CONTENT_LENGTH) {
         let len: u64 = len
             .to_str()
@@ -38,7 +42,9 @@ pub(crate) fn request(mut parts: Parts, body: Incoming, out: &Outbound<'_>) -> R
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| GatewayError::BadRequest("Content-Length is not a number".into()))?;
         if len > out.max_body {
-            return Err(GatewayError::RequestTooLarge { limit: out.max_body });
+            return Err(GatewayError::RequestTooLarge {
+                limit: out.max_body,
+            });
         }
     }
     let path_and_query = match parts.uri.query() {
@@ -53,13 +59,21 @@ pub(crate) fn request(mut parts: Parts, body: Incoming, out: &Outbound<'_>) -> R
         .map_err(|_| GatewayError::BadPath("the request target cannot be forwarded".into()))?;
 
     let host = parts.headers.remove(header::HOST).or_else(|| {
-        parts.uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
     let h = &mut parts.headers;
     headers::remove_hop_by_hop(h);
     headers::remove_own_headers(h);
     h.remove(header::AUTHORIZATION);
-    headers::set_forwarded(h, out.conn.remote.ip(), if out.conn.tls { "https" } else { "http" }, host.as_ref());
+    headers::set_forwarded(
+        h,
+        out.conn.remote.ip(),
+        if out.conn.tls { "https" } else { "http" },
+        host.as_ref(),
+    );
     if let Ok(v) = HeaderValue::from_str(out.request_id) {
         h.insert(&X_REQUEST_ID, v);
     }
@@ -69,12 +83,18 @@ pub(crate) fn request(mut parts: Parts, body: Incoming, out: &Outbound<'_>) -> R
     if out.personal {
         h.remove(header::RANGE);
         h.remove(header::IF_RANGE);
-        h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+        h.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
         if parts.method == http::Method::HEAD {
             parts.method = http::Method::GET;
         }
     }
-    let mut req = Request::from_parts(parts, Limited::new(body, usize::try_from(out.max_body).unwrap_or(usize::MAX)).boxed());
+    let mut req = Request::from_parts(
+        parts,
+        Limited::new(body, usize::try_from(out.max_body).unwrap_or(usize::MAX)).boxed(),
+    );
     *req.uri_mut() = uri;
     *req.version_mut() = Version::HTTP_11;
     Ok(req)

@@ -33,17 +33,32 @@ pub(crate) struct Ctx {
 }
 
 /// Handles one data-plane request.
-pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>, conn: ConnInfo) -> Response<Body> {
+pub(crate) async fn handle(
+    state: Arc<State>,
+    req: Request<Incoming>,
+    conn: ConnInfo,
+) -> Response<Body> {
     let start = Instant::now();
-    let mut ctx = Ctx { request_id: crate::http::headers::request_id(req.headers()), ..Ctx::default() };
+    let mut ctx = Ctx {
+        request_id: crate::http::headers::request_id(req.headers()),
+        ..Ctx::default()
+    };
     let method = req.method().clone();
     let result = handle_inner(&state, req, conn, &mut ctx).await;
     let route = ctx.route.as_deref().unwrap_or("-");
     let mut resp = match result {
         Ok(resp) => resp,
         Err(err) => {
-            if matches!(err, GatewayError::UpstreamTimeout | GatewayError::UpstreamUnavailable | GatewayError::ResponseTooLarge { .. } | GatewayError::UnprocessableUpstreamBody(_)) {
-                state.metrics.upstream_error(route, forward::error_kind(&err));
+            if matches!(
+                err,
+                GatewayError::UpstreamTimeout
+                    | GatewayError::UpstreamUnavailable
+                    | GatewayError::ResponseTooLarge { .. }
+                    | GatewayError::UnprocessableUpstreamBody(_)
+            ) {
+                state
+                    .metrics
+                    .upstream_error(route, forward::error_kind(&err));
             }
             error_response(&err, &ctx.request_id)
         }
@@ -70,14 +85,25 @@ pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>, conn: Conn
 pub(crate) fn error_response(err: &GatewayError, request_id: &str) -> Response<Body> {
     let mut resp = Response::new(full(err.body(request_id)));
     *resp.status_mut() = err.status();
-    resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     if err.status() == http::StatusCode::UNAUTHORIZED {
-        resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        resp.headers_mut().insert(
+            http::header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer"),
+        );
     }
     resp
 }
 
-async fn handle_inner(state: &State, req: Request<Incoming>, conn: ConnInfo, ctx: &mut Ctx) -> Result<Response<Body>, GatewayError> {
+async fn handle_inner(
+    state: &State,
+    req: Request<Incoming>,
+    conn: ConnInfo,
+    ctx: &mut Ctx,
+) -> Result<Response<Body>, GatewayError> {
     let settings = &state.settings;
     let resolved = resolve::route(&settings.routes, req.uri().path())?;
     let route = resolved.route;
@@ -94,7 +120,11 @@ async fn handle_inner(state: &State, req: Request<Incoming>, conn: ConnInfo, ctx
     };
     if route.personal_data {
         // Consent enforcement, minimisation and audit are not wired in yet: fail closed.
-        let _ = (resolved.subject, resolve::purpose(req.headers())?, resolve::gpc(req.headers()));
+        let _ = (
+            resolved.subject,
+            resolve::purpose(req.headers())?,
+            resolve::gpc(req.headers()),
+        );
         return Err(GatewayError::Internal);
     }
     let (parts, body) = req.into_parts();
@@ -108,8 +138,17 @@ async fn handle_inner(state: &State, req: Request<Incoming>, conn: ConnInfo, ctx
         max_body: settings.gateway.max_body_bytes,
     };
     let upstream_req = forward::request(parts, body, &out)?;
-    let resp = forward::send(&state.client, upstream_req, settings.gateway.upstream_timeout, settings.gateway.max_body_bytes).await?;
+    let resp = forward::send(
+        &state.client,
+        upstream_req,
+        settings.gateway.upstream_timeout,
+        settings.gateway.max_body_bytes,
+    )
+    .await?;
     let (mut parts, body) = resp.into_parts();
     forward::response_headers(&mut parts.headers);
-    Ok(Response::from_parts(parts, body.map_err(Into::into).boxed()))
+    Ok(Response::from_parts(
+        parts,
+        body.map_err(Into::into).boxed(),
+    ))
 }

@@ -14,14 +14,24 @@ pub(crate) struct Resolved<'a> {
 }
 
 /// Normalises the path and finds its route; decodes the `{subject}` segment.
-pub(crate) fn route<'a>(table: &'a RouteTable, raw_path: &str) -> Result<Resolved<'a>, GatewayError> {
-    let path = normalize(raw_path).map_err(|e| GatewayError::BadPath(format!("{e}; send a plain, normalised path")))?;
+pub(crate) fn route<'a>(
+    table: &'a RouteTable,
+    raw_path: &str,
+) -> Result<Resolved<'a>, GatewayError> {
+    let path = normalize(raw_path)
+        .map_err(|e| GatewayError::BadPath(format!("{e}; send a plain, normalised path")))?;
     let (_, route, m) = table.find(&path).ok_or(GatewayError::NoRoute)?;
     let subject = match m.subject {
-        Some(raw) => Some(decode_segment(raw).ok_or_else(|| GatewayError::BadPath("the subject segment is not valid UTF-8".into()))?),
+        Some(raw) => Some(decode_segment(raw).ok_or_else(|| {
+            GatewayError::BadPath("the subject segment is not valid UTF-8".into())
+        })?),
         None => None,
     };
-    Ok(Resolved { route, path, subject })
+    Ok(Resolved {
+        route,
+        path,
+        subject,
+    })
 }
 
 /// Longest purpose name accepted.
@@ -32,7 +42,9 @@ const MAX_PURPOSE_LEN: usize = 64;
 pub(crate) fn purpose(headers: &HeaderMap) -> Result<String, GatewayError> {
     let mut values = headers.get_all(&X_PURPOSE).iter();
     let value = values.next().ok_or_else(|| {
-        GatewayError::MissingPurpose("declare the purpose of this request in one X-Purpose header".into())
+        GatewayError::MissingPurpose(
+            "declare the purpose of this request in one X-Purpose header".into(),
+        )
     })?;
     if values.next().is_some() {
         return Err(GatewayError::MissingPurpose(
@@ -43,10 +55,13 @@ pub(crate) fn purpose(headers: &HeaderMap) -> Result<String, GatewayError> {
     let valid = !bytes.is_empty()
         && bytes.len() <= MAX_PURPOSE_LEN
         && bytes[0].is_ascii_lowercase()
-        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_');
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_');
     if !valid {
         return Err(GatewayError::UnknownPurpose(
-            "X-Purpose must be one purpose name (lower-case letters, digits, '_'), not a list".into(),
+            "X-Purpose must be one purpose name (lower-case letters, digits, '_'), not a list"
+                .into(),
         ));
     }
     // Validated ASCII above.
@@ -56,7 +71,10 @@ pub(crate) fn purpose(headers: &HeaderMap) -> Result<String, GatewayError> {
 /// Whether the request carries `Sec-GPC: 1` (W3C GPC: only the exact value `1` counts; any
 /// `1` among repeated headers counts).
 pub(crate) fn gpc(headers: &HeaderMap) -> bool {
-    headers.get_all(&crate::http::headers::SEC_GPC).iter().any(|v| v.as_bytes() == b"1")
+    headers
+        .get_all(&crate::http::headers::SEC_GPC)
+        .iter()
+        .any(|v| v.as_bytes() == b"1")
 }
 
 #[cfg(test)]
@@ -72,7 +90,11 @@ mod tests {
         assert_eq!(purpose(&h).unwrap(), "marketing");
         for bad in ["marketing, support", " marketing", "Marketing", "a b", ""] {
             h.insert(&X_PURPOSE, HeaderValue::from_str(bad).unwrap());
-            assert_eq!(purpose(&h).unwrap_err().code(), "unknown_purpose", "{bad:?}");
+            assert_eq!(
+                purpose(&h).unwrap_err().code(),
+                "unknown_purpose",
+                "{bad:?}"
+            );
         }
         h.insert(&X_PURPOSE, HeaderValue::from_static("marketing"));
         h.append(&X_PURPOSE, HeaderValue::from_static("marketing"));

@@ -59,16 +59,28 @@ impl RouteError {
 
 impl Route {
     /// Builds and validates a route.
-    pub fn new(name: String, pattern: &str, upstream: &str, personal_data: bool, public: bool) -> Result<Route, RouteError> {
+    pub fn new(
+        name: String,
+        pattern: &str,
+        upstream: &str,
+        personal_data: bool,
+        public: bool,
+    ) -> Result<Route, RouteError> {
         let template = Template::parse(pattern)?;
-        let uri: Uri = upstream
-            .parse()
-            .map_err(|_| RouteError::Upstream(format!("\"{upstream}\" is not a URL like \"http://127.0.0.1:9000\"")))?;
+        let uri: Uri = upstream.parse().map_err(|_| {
+            RouteError::Upstream(format!(
+                "\"{upstream}\" is not a URL like \"http://127.0.0.1:9000\""
+            ))
+        })?;
         let scheme = match uri.scheme_str() {
             Some("http") | Some("https") => uri.scheme().cloned(),
             _ => None,
         }
-        .ok_or_else(|| RouteError::Upstream(format!("\"{upstream}\" must start with http:// or https://")))?;
+        .ok_or_else(|| {
+            RouteError::Upstream(format!(
+                "\"{upstream}\" must start with http:// or https://"
+            ))
+        })?;
         let authority = uri
             .authority()
             .cloned()
@@ -79,12 +91,22 @@ impl Route {
             )));
         }
         if personal_data && public {
-            return Err(RouteError::Flags("a personal-data route cannot be public".into()));
+            return Err(RouteError::Flags(
+                "a personal-data route cannot be public".into(),
+            ));
         }
         if personal_data && !template.has_subject() {
-            return Err(RouteError::Flags("a personal-data route needs '{subject}' in its match template".into()));
+            return Err(RouteError::Flags(
+                "a personal-data route needs '{subject}' in its match template".into(),
+            ));
         }
-        Ok(Route { name, template, upstream: Upstream { scheme, authority }, personal_data, public })
+        Ok(Route {
+            name,
+            template,
+            upstream: Upstream { scheme, authority },
+            personal_data,
+            public,
+        })
     }
 }
 

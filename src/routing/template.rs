@@ -85,7 +85,11 @@ impl Template {
     /// Matches a normalised path (as produced by [`super::normalize`]).
     pub fn matches<'a>(&self, path: &'a str) -> Option<Match<'a>> {
         let body = path.strip_prefix('/')?;
-        let mut parts = if body.is_empty() { None } else { Some(body.split('/')) };
+        let mut parts = if body.is_empty() {
+            None
+        } else {
+            Some(body.split('/'))
+        };
         let mut subject = None;
         for seg in &self.segments {
             let part = parts.as_mut().and_then(Iterator::next)?;
@@ -114,18 +118,36 @@ mod tests {
         assert_eq!(Template::parse("api"), Err(TemplateError::NotAbsolute));
         assert_eq!(Template::parse("/a/**/b"), Err(TemplateError::RestNotLast));
         assert_eq!(Template::parse("/a/x**"), Err(TemplateError::RestNotLast));
-        assert_eq!(Template::parse("/{subject}/{subject}"), Err(TemplateError::TwoSubjects));
-        assert!(matches!(Template::parse("/{id}"), Err(TemplateError::Unsupported(_))));
-        assert!(matches!(Template::parse("/a/*"), Err(TemplateError::Unsupported(_))));
+        assert_eq!(
+            Template::parse("/{subject}/{subject}"),
+            Err(TemplateError::TwoSubjects)
+        );
+        assert!(matches!(
+            Template::parse("/{id}"),
+            Err(TemplateError::Unsupported(_))
+        ));
+        assert!(matches!(
+            Template::parse("/a/*"),
+            Err(TemplateError::Unsupported(_))
+        ));
         assert_eq!(Template::parse("/a//b"), Err(TemplateError::EmptySegment));
     }
 
     #[test]
     fn matching() {
         let t = Template::parse("/api/customers/{subject}/**").unwrap();
-        assert_eq!(t.matches("/api/customers/c-1").unwrap().subject, Some("c-1"));
-        assert_eq!(t.matches("/api/customers/c-1/").unwrap().subject, Some("c-1"));
-        assert_eq!(t.matches("/api/customers/c-1/orders/7").unwrap().subject, Some("c-1"));
+        assert_eq!(
+            t.matches("/api/customers/c-1").unwrap().subject,
+            Some("c-1")
+        );
+        assert_eq!(
+            t.matches("/api/customers/c-1/").unwrap().subject,
+            Some("c-1")
+        );
+        assert_eq!(
+            t.matches("/api/customers/c-1/orders/7").unwrap().subject,
+            Some("c-1")
+        );
         assert!(t.matches("/api/customers").is_none());
         assert!(t.matches("/api/customers/").is_none());
         assert!(t.matches("/API/customers/c-1").is_none(), "case-sensitive");

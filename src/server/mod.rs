@@ -33,8 +33,11 @@ pub struct ConnInfo {
 }
 
 /// A request handler: never fails; errors are already responses.
-pub type Handler =
-    Arc<dyn Fn(Request<Incoming>, ConnInfo) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>> + Send + Sync>;
+pub type Handler = Arc<
+    dyn Fn(Request<Incoming>, ConnInfo) -> Pin<Box<dyn Future<Output = Response<Body>> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// Connection limits for one listener.
 #[derive(Debug, Clone, Copy)]
@@ -91,7 +94,10 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let info = ConnInfo { remote, tls: tls.is_some() };
+        let info = ConnInfo {
+            remote,
+            tls: tls.is_some(),
+        };
         let handler = handler.clone();
         let service = service_fn(move |req| {
             let handler = handler.clone();
@@ -103,20 +109,23 @@ pub async fn serve(
         tokio::spawn(async move {
             let _permit = permit;
             let result = match tls {
-                Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => {
-                        let conn = builder.serve_connection(TokioIo::new(stream), service);
-                        watcher.watch(conn.into_owned()).await
+                Some(acceptor) => {
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(stream)) => {
+                            let conn = builder.serve_connection(TokioIo::new(stream), service);
+                            watcher.watch(conn.into_owned()).await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(%remote, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%remote, "TLS handshake timed out");
+                            return;
+                        }
                     }
-                    Ok(Err(e)) => {
-                        tracing::debug!(%remote, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%remote, "TLS handshake timed out");
-                        return;
-                    }
-                },
+                }
                 None => {
                     let conn = builder.serve_connection(TokioIo::new(stream), service);
                     watcher.watch(conn.into_owned()).await

@@ -31,7 +31,10 @@ pub enum TlsError {
 }
 
 fn pem_err(path: &Path, message: impl ToString) -> TlsError {
-    TlsError::Pem { path: path.display().to_string(), message: message.to_string() }
+    TlsError::Pem {
+        path: path.display().to_string(),
+        message: message.to_string(),
+    }
 }
 
 /// Reads every certificate in a PEM file.
@@ -52,7 +55,8 @@ pub fn acceptor(tls: &TlsSettings) -> Result<TlsAcceptor, TlsError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let certs = read_certs(&tls.cert)?;
     let key = PrivateKeyDer::from_pem_file(&tls.key).map_err(|e| pem_err(&tls.key, e))?;
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
     let builder = match &tls.client_ca {
         Some(ca) => {
             let mut roots = rustls::RootCertStore::empty();
