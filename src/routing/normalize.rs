@@ -56,7 +56,7 @@ fn is_unreserved(b: u8) -> bool {
 /// One segment normalised: its text for the output path and whether it used an escape.
 fn segment(raw: &str) -> Result<(String, bool), PathError> {
     let bytes = raw.as_bytes();
-    let mut out = String::with_capacity(raw.len());
+    let mut out: Vec<u8> = Vec::with_capacity(raw.len());
     let mut decoded = Vec::with_capacity(raw.len());
     let mut escaped = false;
     let mut i = 0;
@@ -76,12 +76,12 @@ fn segment(raw: &str) -> Result<(String, bool), PathError> {
                 match v {
                     b'/' | b'\\' => return Err(PathError::EncodedSeparator),
                     0..=0x1f | 0x7f => return Err(PathError::ControlCharacter),
-                    _ if is_unreserved(v) => out.push(char::from(v)),
-                    _ => {
-                        out.push('%');
-                        out.push(char::from(b"0123456789ABCDEF"[usize::from(hi)]));
-                        out.push(char::from(b"0123456789ABCDEF"[usize::from(lo)]));
-                    }
+                    _ if is_unreserved(v) => out.push(v),
+                    _ => out.extend_from_slice(&[
+                        b'%',
+                        b"0123456789ABCDEF"[usize::from(hi)],
+                        b"0123456789ABCDEF"[usize::from(lo)],
+                    ]),
                 }
                 decoded.push(v);
                 i += 3;
@@ -91,6 +91,7 @@ fn segment(raw: &str) -> Result<(String, bool), PathError> {
             _ => {
                 // Input is a `&str`, so a non-ASCII byte here is part of a valid UTF-8 char.
                 decoded.push(b);
+                out.push(b);
                 i += 1;
             }
         }
@@ -98,10 +99,8 @@ fn segment(raw: &str) -> Result<(String, bool), PathError> {
     if escaped && std::str::from_utf8(&decoded).is_err() {
         return Err(PathError::InvalidUtf8);
     }
-    if !escaped {
-        out.clear();
-        out.push_str(raw);
-    }
+    // Only ASCII was added besides whole runs of the (valid UTF-8) input.
+    let out = String::from_utf8(out).map_err(|_| PathError::InvalidUtf8)?;
     Ok((out, escaped))
 }
 
@@ -182,6 +181,8 @@ mod tests {
             ("/a/%41%7e", "/a/A~"),
             ("/a/%20b", "/a/%20b"),
             ("/a/%c3%a9", "/a/%C3%A9"),
+            ("/api/%70roducts/x", "/api/products/x"),
+            ("/a%41b%20c/d", "/aAb%20c/d"),
             ("/a/b/..", "/a/"),
             ("/a/..", "/"),
         ];
@@ -229,6 +230,20 @@ mod tests {
                 prop_assert!(n.split('/').all(|s| s != "." && s != ".."));
                 prop_assert_eq!(normalize(&n), Ok(n.clone()), "idempotent");
             }
+        }
+
+        #[test]
+        fn encoding_unreserved_characters_changes_nothing(
+            segs in proptest::collection::vec(
+                proptest::collection::vec(("[a-zA-Z0-9_~-]", any::<bool>()), 1..6), 1..6),
+        ) {
+            let plain: Vec<String> = segs.iter().map(|s| s.iter().map(|(c, _)| c.as_str()).collect()).collect();
+            let encoded: Vec<String> = segs
+                .iter()
+                .map(|s| s.iter().map(|(c, enc)| if *enc { format!("%{:02x}", c.as_bytes()[0]) } else { c.clone() }).collect())
+                .collect();
+            let want = format!("/{}", plain.join("/"));
+            prop_assert_eq!(normalize(&format!("/{}", encoded.join("/"))), Ok(want));
         }
     }
 }

@@ -385,3 +385,28 @@ impl http_body::Body for ChannelBody {
             .map(|o| o.map(|b| Ok(hyper::body::Frame::data(b))))
     }
 }
+
+/// Sends raw bytes on a new connection and reads the whole answer (the request should carry
+/// `Connection: close`). Returns the status code (0 if none) and the full text.
+pub async fn raw(addr: SocketAddr, request: &[u8]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+/// A raw GET of `path` exactly as written, with a bearer token and extra header lines.
+pub async fn raw_get(addr: SocketAddr, path: &str, token: &str, extra: &str) -> (u16, String) {
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {token}\r\n{extra}Connection: close\r\n\r\n"
+    );
+    raw(addr, req.as_bytes()).await
+}
