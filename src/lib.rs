@@ -7,8 +7,10 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod consent;
 pub mod demo;
 pub mod devtools;
 pub mod error;

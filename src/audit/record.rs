@@ -1,0 +1,404 @@
+//! The audit record, its canonical form and its hash. Pure, no I/O.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use aws_lc_rs::digest;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+use time::format_description::FormatItem;
+use time::macros::format_description;
+
+use super::canonical::to_canonical;
+use super::error::AuditError;
+
+/// `prev` of the first record: 64 zeros.
+pub const GENESIS_PREV: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// `2026-11-23T21:55:44.123Z`: RFC 3339, UTC, milliseconds.
+const TS_FORMAT: &[FormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+
+/// The gateway's decision for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// The request was allowed.
+    Allow,
+    /// The request was denied.
+    Deny,
+    /// Report mode: the policy would have denied, the request was allowed.
+    ReportDeny,
+}
+
+impl Decision {
+    /// The wire name (`allow`, `deny`, `report_deny`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Deny => "deny",
+            Self::ReportDeny => "report_deny",
+        }
+    }
+}
+
+impl fmt::Display for Decision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Decision {
+    type Err = AuditError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "allow" => Ok(Self::Allow),
+            "deny" => Ok(Self::Deny),
+            "report_deny" => Ok(Self::ReportDeny),
+            _ => Err(AuditError::BadFilter(
+                "decision must be allow, deny or report_deny".to_owned(),
+            )),
+        }
+    }
+}
+
+/// The consent state the decision used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentUsed {
+    /// A granted, unexpired consent.
+    Granted,
+    /// The subject denied consent.
+    Denied,
+    /// The subject withdrew consent.
+    Withdrawn,
+    /// The consent had expired.
+    Expired,
+    /// No consent decision was recorded.
+    None,
+    /// Consent was not relevant (another legal basis, or no personal data).
+    #[serde(rename = "n/a")]
+    NotApplicable,
+}
+
+impl ConsentUsed {
+    /// The wire name (`granted`, …, `n/a`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Granted => "granted",
+            Self::Denied => "denied",
+            Self::Withdrawn => "withdrawn",
+            Self::Expired => "expired",
+            Self::None => "none",
+            Self::NotApplicable => "n/a",
+        }
+    }
+}
+
+/// What the pipeline hands to [`super::AuditLog::append`]: a record without
+/// `seq`, `ts`, `prev` and `hash`. It must hold no personal field values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// The request's `X-Request-Id`.
+    pub request_id: String,
+    /// The authenticated caller (`sub`), absent when authentication failed.
+    pub caller: Option<String>,
+    /// The data subject, absent when none was resolved.
+    pub subject: Option<String>,
+    /// The declared purpose, absent when missing or invalid.
+    pub purpose: Option<String>,
+    /// The subject's region, absent when not resolved.
+    pub region: Option<String>,
+    /// The matched route's name, absent when no route matched.
+    pub route: Option<String>,
+    /// The HTTP method.
+    pub method: String,
+    /// The normalised request path.
+    pub path: String,
+    /// The decision.
+    pub decision: Decision,
+    /// Why (an error code or policy reason).
+    pub reason: String,
+    /// `region@version` of the policy used, absent when none applied.
+    pub policy: Option<String>,
+    /// The consent state used.
+    pub consent: ConsentUsed,
+    /// The HTTP status released to the caller.
+    pub status: u16,
+    /// JSON paths removed by minimisation.
+    pub fields_removed: Vec<String>,
+    /// Redactor name → number of values it masked.
+    pub redactions: BTreeMap<String, u64>,
+}
+
+/// A record as written to the log: one JSON line, hash-chained.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditRecord {
+    /// Sequence number, from 1, contiguous across segments.
+    pub seq: u64,
+    /// RFC 3339 UTC time with milliseconds.
+    pub ts: String,
+    /// See [`AuditEntry::request_id`].
+    pub request_id: String,
+    /// See [`AuditEntry::caller`].
+    pub caller: Option<String>,
+    /// See [`AuditEntry::subject`].
+    pub subject: Option<String>,
+    /// See [`AuditEntry::purpose`].
+    pub purpose: Option<String>,
+    /// See [`AuditEntry::region`].
+    pub region: Option<String>,
+    /// See [`AuditEntry::route`].
+    pub route: Option<String>,
+    /// See [`AuditEntry::method`].
+    pub method: String,
+    /// See [`AuditEntry::path`].
+    pub path: String,
+    /// See [`AuditEntry::decision`].
+    pub decision: Decision,
+    /// See [`AuditEntry::reason`].
+    pub reason: String,
+    /// See [`AuditEntry::policy`].
+    pub policy: Option<String>,
+    /// See [`AuditEntry::consent`].
+    pub consent: ConsentUsed,
+    /// See [`AuditEntry::status`].
+    pub status: u16,
+    /// See [`AuditEntry::fields_removed`].
+    pub fields_removed: Vec<String>,
+    /// See [`AuditEntry::redactions`].
+    pub redactions: BTreeMap<String, u64>,
+    /// The previous record's hash (64 zeros for the first).
+    pub prev: String,
+    /// `hex(SHA-256(prev ‖ canonical JSON of this record without "hash"))`.
+    pub hash: String,
+}
+
+impl AuditRecord {
+    /// Builds the record for `entry` at `seq` and computes its hash.
+    pub fn seal(entry: AuditEntry, seq: u64, ts: String, prev: String) -> Self {
+        let mut record = Self {
+            seq,
+            ts,
+            request_id: entry.request_id,
+            caller: entry.caller,
+            subject: entry.subject,
+            purpose: entry.purpose,
+            region: entry.region,
+            route: entry.route,
+            method: entry.method,
+            path: entry.path,
+            decision: entry.decision,
+            reason: entry.reason,
+            policy: entry.policy,
+            consent: entry.consent,
+            status: entry.status,
+            fields_removed: entry.fields_removed,
+            redactions: entry.redactions,
+            prev,
+            hash: String::new(),
+        };
+        let mut value = record.to_value();
+        if let Value::Object(map) = &mut value {
+            map.remove("hash");
+        }
+        record.hash = chain_hash(&record.prev, &to_canonical(&value));
+        record
+    }
+
+    /// The record's log line (canonical JSON, without the trailing newline).
+    pub fn to_line(&self) -> String {
+        String::from_utf8(to_canonical(&self.to_value())).unwrap_or_default()
+    }
+
+    fn to_value(&self) -> Value {
+        // Serializing plain strings, integers and maps cannot fail.
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+/// `hex(SHA-256(prev ‖ canonical))`.
+pub(crate) fn chain_hash(prev: &str, canonical: &[u8]) -> String {
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    ctx.update(prev.as_bytes());
+    ctx.update(canonical);
+    hex(ctx.finish().as_ref())
+}
+
+/// Lower-case hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    s
+}
+
+/// Formats a time as the log's `ts` (UTC, milliseconds).
+pub(crate) fn format_ts(t: OffsetDateTime) -> String {
+    t.to_offset(time::UtcOffset::UTC)
+        .format(TS_FORMAT)
+        .unwrap_or_default()
+}
+
+/// Parses an RFC 3339 time (any offset), e.g. a query's `from`/`to`.
+pub fn parse_rfc3339(s: &str) -> Result<OffsetDateTime, AuditError> {
+    OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).map_err(|_| {
+        AuditError::BadFilter("times must be RFC 3339, e.g. 2026-11-23T21:55:44Z".to_owned())
+    })
+}
+
+/// What checking one line on its own found.
+#[derive(Debug)]
+pub(crate) enum LineCheck {
+    /// The line is a well-formed record whose hash matches its content.
+    Good(Box<AuditRecord>),
+    /// The line parses as a record but its hash does not match its content.
+    HashMismatch(Box<AuditRecord>),
+    /// The line is not a record (why).
+    Malformed(String),
+}
+
+/// Parses one log line and checks its own hash (not its link to the previous record).
+pub(crate) fn check_line(line: &[u8]) -> LineCheck {
+    let mut value: Value = match serde_json::from_slice(line) {
+        Ok(v) => v,
+        Err(_) => return LineCheck::Malformed("line is not valid JSON".to_owned()),
+    };
+    let record: AuditRecord = match serde_json::from_value(value.clone()) {
+        Ok(r) => r,
+        Err(_) => {
+            return LineCheck::Malformed(
+                "line does not have the audit record's fields and types".to_owned(),
+            );
+        }
+    };
+    if let Value::Object(map) = &mut value {
+        map.remove("hash");
+    }
+    let expected = chain_hash(&record.prev, &to_canonical(&value));
+    if expected == record.hash {
+        LineCheck::Good(Box::new(record))
+    } else {
+        LineCheck::HashMismatch(Box::new(record))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn entry(subject: &str) -> AuditEntry {
+        AuditEntry {
+            request_id: "req-1".to_owned(),
+            caller: Some("crm".to_owned()),
+            subject: Some(subject.to_owned()),
+            purpose: Some("support".to_owned()),
+            region: Some("eu".to_owned()),
+            route: Some("customers".to_owned()),
+            method: "GET".to_owned(),
+            path: format!("/api/customers/{subject}"),
+            decision: Decision::Allow,
+            reason: "consent_granted".to_owned(),
+            policy: Some("eu@abc123".to_owned()),
+            consent: ConsentUsed::Granted,
+            status: 200,
+            fields_removed: vec!["$.ssn".to_owned()],
+            redactions: BTreeMap::from([("email".to_owned(), 2)]),
+        }
+    }
+
+    #[test]
+    fn sealed_line_checks_and_has_every_key() {
+        let mut e = entry("alice");
+        e.caller = None;
+        let r = AuditRecord::seal(e, 1, "2026-11-23T21:55:44.123Z".into(), GENESIS_PREV.into());
+        let line = r.to_line();
+        assert!(line.contains(r#""caller":null"#));
+        assert!(line.starts_with(r#"{"caller":null,"consent":"granted","decision":"allow""#));
+        match check_line(line.as_bytes()) {
+            LineCheck::Good(back) => assert_eq!(*back, r),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn hash_is_sha256_of_prev_and_canonical_without_hash() {
+        let r = AuditRecord::seal(entry("a"), 1, "t".into(), GENESIS_PREV.into());
+        let mut v: Value = serde_json::from_str(&r.to_line()).unwrap();
+        v.as_object_mut().unwrap().remove("hash");
+        let mut msg = GENESIS_PREV.as_bytes().to_vec();
+        msg.extend_from_slice(&to_canonical(&v));
+        let d = digest::digest(&digest::SHA256, &msg);
+        assert_eq!(r.hash, hex(d.as_ref()));
+    }
+
+    #[test]
+    fn edited_line_is_a_hash_mismatch() {
+        let r = AuditRecord::seal(entry("a"), 1, "t".into(), GENESIS_PREV.into());
+        let line = r.to_line().replace("\"status\":200", "\"status\":201");
+        assert!(matches!(
+            check_line(line.as_bytes()),
+            LineCheck::HashMismatch(_)
+        ));
+        assert!(matches!(
+            check_line(b"{\"seq\":3}"),
+            LineCheck::Malformed(_)
+        ));
+    }
+
+    #[test]
+    fn consent_and_decision_wire_names() {
+        assert_eq!(
+            serde_json::to_string(&ConsentUsed::NotApplicable).unwrap(),
+            "\"n/a\""
+        );
+        assert_eq!(ConsentUsed::NotApplicable.as_str(), "n/a");
+        assert_eq!(
+            "report_deny".parse::<Decision>().unwrap(),
+            Decision::ReportDeny
+        );
+        assert!("maybe".parse::<Decision>().is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_entry_seals_to_a_line_that_checks(
+            subject in proptest::option::of("\\PC*"),
+            path in "[\\x00-\\x7f]{0,40}",
+            reason in "\\PC{0,20}",
+            fields in proptest::collection::vec("\\PC{0,8}", 0..4),
+            count in proptest::num::u64::ANY,
+            seq in 1u64..u64::MAX,
+        ) {
+            let mut e = entry("x");
+            e.subject = subject;
+            e.path = path;
+            e.reason = reason;
+            e.fields_removed = fields;
+            e.redactions.insert("r\"x".to_owned(), count);
+            let r = AuditRecord::seal(e, seq, "t".into(), GENESIS_PREV.into());
+            let line = r.to_line();
+            proptest::prop_assert!(!line.contains('\n'));
+            match check_line(line.as_bytes()) {
+                LineCheck::Good(back) => proptest::prop_assert_eq!(*back, r),
+                other => proptest::prop_assert!(false, "{:?}", other),
+            }
+        }
+    }
+
+    #[test]
+    fn ts_format_is_utc_millis() {
+        let t = time::macros::datetime!(2026-11-23 22:55:44.123456 +01:00);
+        assert_eq!(format_ts(t), "2026-11-23T21:55:44.123Z");
+        assert!(parse_rfc3339("2026-11-23T21:55:44Z").is_ok());
+        assert!(parse_rfc3339("yesterday").is_err());
+    }
+}
