@@ -100,7 +100,7 @@ impl GatewayError {
         match self {
             Self::Unauthenticated(_) => "unauthenticated",
             Self::ForbiddenPurpose(_) => "forbidden_purpose",
-            Self::ForbiddenScope(_) => "forbidden_scope",
+            Self::ForbiddenScope(_) => "forbidden_purpose",
             Self::ConsentRequired(_) => "consent_required",
             Self::MissingPurpose(_) => "missing_purpose",
             Self::UnknownPurpose(_) => "unknown_purpose",

@@ -17,6 +17,8 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod pipeline;
+pub mod policy;
+pub mod redact;
 pub mod routing;
 pub mod server;
 pub mod state;
@@ -53,6 +55,26 @@ pub enum StartError {
     /// The upstream client.
     #[error("{0}")]
     Client(#[from] http::client::ClientError),
+    /// The consent store.
+    #[error("store.path: {0}")]
+    Store(#[from] consent::StoreError),
+    /// The audit log.
+    #[error("audit: {0}")]
+    Audit(#[from] audit::AuditError),
+    /// The policies (each error on its own line, `file:line:column: message`).
+    #[error("policies are invalid:\n{0}")]
+    Policies(#[from] policy::LoadErrors),
+    /// The `hash` redactor's secret.
+    #[error("policies.hash_secret_file {path}: {source}")]
+    HashSecret {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The policy file watcher.
+    #[error("cannot watch the policy folder: {0}")]
+    Watch(#[from] notify::Error),
 }
 
 /// A gateway with its listeners bound, ready to serve.
@@ -61,6 +83,7 @@ pub struct Gateway {
     data: TcpListener,
     admin: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    _watcher: Option<policy::PolicyWatcher>,
 }
 
 impl Gateway {
@@ -77,6 +100,29 @@ impl Gateway {
         let connect_timeout =
             settings.gateway.upstream_timeout + std::time::Duration::from_millis(250);
         let client = http::client::build(settings.gateway.upstream_ca.as_deref(), connect_timeout)?;
+        let hash_key = match &settings.policies.hash_secret_file {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .map(|b| b.trim_ascii().to_vec())
+                    .map_err(|source| StartError::HashSecret {
+                        path: path.clone(),
+                        source,
+                    })?,
+            ),
+            None => None,
+        };
+        let policies = Arc::new(policy::PolicyRegistry::load(
+            &settings.policies.dir,
+            policy::LoadOptions { hash_key },
+        )?);
+        let watcher = if settings.policies.watch {
+            Some(policies.clone().watch()?)
+        } else {
+            None
+        };
+        let store: Arc<dyn consent::ConsentStore> =
+            Arc::new(consent::SledStore::open(&settings.store_path)?);
+        let audit = audit::AuditLog::open(audit_config(&settings))?;
         let data = bind("gateway.listen", settings.gateway.listen).await?;
         let admin = bind("admin.listen", settings.admin_listen).await?;
         let state = Arc::new(State {
@@ -84,13 +130,22 @@ impl Gateway {
             verifier,
             client,
             metrics: metrics::Metrics::default(),
+            store,
+            policies,
+            audit,
         });
         Ok(Gateway {
             state,
             data,
             admin,
             tls,
+            _watcher: watcher,
         })
+    }
+
+    /// The shared state (consent store, policies, audit log), e.g. for seeding the demo.
+    pub fn state(&self) -> &Arc<State> {
+        &self.state
     }
 
     /// The data-plane address actually bound.
@@ -127,6 +182,7 @@ impl Gateway {
             let state = state.clone();
             Box::pin(admin::handle(state, req))
         });
+        let reload = tokio::spawn(reload_on_sighup(self.state.policies.clone()));
         let data = tokio::spawn(server::serve(
             self.data,
             self.tls,
@@ -141,7 +197,58 @@ impl Gateway {
         let _ = tx.send(true);
         let _ = data.await;
         let _ = admin.await;
+        reload.abort();
     }
+}
+
+fn audit_config(settings: &Settings) -> audit::AuditConfig {
+    let a = &settings.audit;
+    audit::AuditConfig {
+        dir: a.dir.clone(),
+        sync: match a.sync {
+            config::AuditSync::Group => audit::SyncMode::Group,
+            config::AuditSync::Always => audit::SyncMode::Always,
+        },
+        segment_bytes: a.segment_bytes,
+        checkpoint: a
+            .checkpoint_key
+            .as_ref()
+            .map(|key| audit::CheckpointConfig {
+                key_pem_path: key.clone(),
+                every_records: a.checkpoint_records,
+                // A key without a schedule checkpoints every 10 s.
+                every: a.checkpoint_interval.or(if a.checkpoint_records.is_none() {
+                    Some(std::time::Duration::from_secs(10))
+                } else {
+                    None
+                }),
+            }),
+    }
+}
+
+/// Reloads policies on SIGHUP (Unix); an invalid set is refused and logged, the last good
+/// set keeps serving.
+async fn reload_on_sighup(policies: Arc<policy::PolicyRegistry>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let registry = policies.clone();
+            let result = tokio::task::spawn_blocking(move || registry.reload()).await;
+            match result {
+                Ok(Ok(())) => tracing::info!("policies reloaded (SIGHUP)"),
+                Ok(Err(e)) => {
+                    tracing::error!(errors = %e, "policy reload refused; the last good set keeps serving")
+                }
+                Err(_) => tracing::error!("policy reload task failed"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = policies;
 }
 
 async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {

@@ -70,6 +70,88 @@ enum Command {
         #[command(subcommand)]
         command: CertsCommand,
     },
+    /// Policy tools for compliance officers: check, test, explain.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Audit tools for auditors: verify the chain, export records. Work on the files directly,
+    /// also while the gateway runs.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validate every policy; print each error as file:line:column.
+    Check {
+        /// Policy folder.
+        #[arg(default_value = "policies")]
+        dir: PathBuf,
+    },
+    /// Run the policy tests in DIR/tests/*.yaml.
+    Test {
+        /// Policy folder.
+        #[arg(default_value = "policies")]
+        dir: PathBuf,
+    },
+    /// Show the decision and, for each removed or redacted path, the rule that did it, then
+    /// the output JSON.
+    Explain {
+        /// Region (policy file stem).
+        #[arg(long)]
+        region: String,
+        /// Purpose.
+        #[arg(long)]
+        purpose: String,
+        /// Consent state: granted, denied, withdrawn, expired or none.
+        #[arg(long, default_value = "none")]
+        consent: String,
+        /// The request carries `Sec-GPC: 1`.
+        #[arg(long)]
+        gpc: bool,
+        /// Policy folder.
+        #[arg(long, default_value = "policies")]
+        dir: PathBuf,
+        /// JSON document to run through the policy (`-` or absent: standard input).
+        file: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Verify the hash chain (and a checkpoint kept off-host); exit 1 at the first bad record.
+    Verify {
+        /// Audit folder (default: `[audit] dir` of consentgate.toml, else data/audit).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// A checkpoint (JSON object, or a checkpoints .jsonl file: its last line).
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// Public key (SPKI PEM) to verify the checkpoint's signature with.
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+    },
+    /// Export records, oldest first.
+    Export {
+        /// Audit folder (default: `[audit] dir` of consentgate.toml, else data/audit).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Only this data subject.
+        #[arg(long)]
+        subject: Option<String>,
+        /// From this time (RFC 3339, inclusive).
+        #[arg(long)]
+        from: Option<String>,
+        /// To this time (RFC 3339, exclusive).
+        #[arg(long)]
+        to: Option<String>,
+        /// jsonl or csv.
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -147,6 +229,8 @@ fn run(command: Command) -> Result<ExitCode> {
             println!("{}", token::sign(&key, &req)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Policy { command } => policy_command(command),
+        Command::Audit { command } => audit_command(command),
         Command::Certs {
             command: CertsCommand::Dev { dir },
         } => {
@@ -155,6 +239,113 @@ fn run(command: Command) -> Result<ExitCode> {
                 "wrote dev key material to {} (dev only: never use these keys in production)",
                 dir.display()
             );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn exit(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(2))
+}
+
+fn policy_command(command: PolicyCommand) -> Result<ExitCode> {
+    use consentgate::policy::{ConsentState, tooling};
+    let mut out = std::io::stdout().lock();
+    Ok(exit(match command {
+        PolicyCommand::Check { dir } => tooling::check(&dir, &mut out),
+        PolicyCommand::Test { dir } => tooling::test(&dir, &mut out),
+        PolicyCommand::Explain {
+            region,
+            purpose,
+            consent,
+            gpc,
+            dir,
+            file,
+        } => {
+            let consent = match consent.as_str() {
+                "granted" => ConsentState::Granted,
+                "denied" => ConsentState::Denied,
+                "withdrawn" => ConsentState::Withdrawn,
+                "expired" => ConsentState::Expired,
+                "none" => ConsentState::None,
+                other => anyhow::bail!(
+                    "--consent {other}: use granted, denied, withdrawn, expired or none"
+                ),
+            };
+            let input =
+                match file.as_deref() {
+                    None => std::io::read_to_string(std::io::stdin())
+                        .context("reading standard input")?,
+                    Some(p) if p == Path::new("-") => std::io::read_to_string(std::io::stdin())
+                        .context("reading standard input")?,
+                    Some(p) => std::fs::read_to_string(p)
+                        .with_context(|| format!("reading {}", p.display()))?,
+                };
+            tooling::explain(&dir, &region, &purpose, consent, gpc, &input, &mut out)
+        }
+    }))
+}
+
+fn audit_dir(dir: Option<PathBuf>) -> PathBuf {
+    dir.unwrap_or_else(|| {
+        Settings::load(Path::new("consentgate.toml"))
+            .map(|s| s.audit.dir)
+            .unwrap_or_else(|_| PathBuf::from("data/audit"))
+    })
+}
+
+fn audit_command(command: AuditCommand) -> Result<ExitCode> {
+    use consentgate::audit;
+    match command {
+        AuditCommand::Verify {
+            dir,
+            checkpoint,
+            public_key,
+        } => {
+            let dir = audit_dir(dir);
+            let cp = checkpoint
+                .as_deref()
+                .map(audit::load_checkpoint_file)
+                .transpose()?;
+            if let (Some(cp), Some(key)) = (&cp, &public_key) {
+                let key =
+                    std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
+                if let Err(e) = audit::verify_checkpoint_signature(cp, &key) {
+                    println!(
+                        "{}",
+                        serde_json::json!({"ok": false, "checkpoint_signature": false, "reason": e.to_string()})
+                    );
+                    return Ok(ExitCode::from(1));
+                }
+            } else if public_key.is_some() {
+                anyhow::bail!("--public-key needs --checkpoint");
+            }
+            let report = audit::verify(&dir, cp.as_ref())?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(if report.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        AuditCommand::Export {
+            dir,
+            subject,
+            from,
+            to,
+            format,
+        } => {
+            let dir = audit_dir(dir);
+            let filter = audit::Filter {
+                subject,
+                from: from.as_deref().map(audit::parse_rfc3339).transpose()?,
+                to: to.as_deref().map(audit::parse_rfc3339).transpose()?,
+                ..audit::Filter::default()
+            };
+            let format: audit::Format = format.parse()?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            audit::export(&dir, &filter, format, &mut out)?;
+            std::io::Write::flush(&mut out)?;
             Ok(ExitCode::SUCCESS)
         }
     }

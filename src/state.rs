@@ -1,9 +1,14 @@
 //! Everything a request needs, built once at start-up and shared.
 
+use std::sync::Arc;
+
+use crate::audit::AuditLog;
 use crate::auth::Verifier;
 use crate::config::Settings;
+use crate::consent::ConsentStore;
 use crate::http::client::UpstreamClient;
 use crate::metrics::Metrics;
+use crate::policy::PolicyRegistry;
 
 /// Shared gateway state.
 pub struct State {
@@ -15,4 +20,10 @@ pub struct State {
     pub client: UpstreamClient,
     /// Data-plane metrics.
     pub metrics: Metrics,
+    /// Consent records and subject regions.
+    pub store: Arc<dyn ConsentStore>,
+    /// The loaded policy set, swapped atomically on reload.
+    pub policies: Arc<PolicyRegistry>,
+    /// The tamper-evident access log.
+    pub audit: AuditLog,
 }

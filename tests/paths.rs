@@ -1,6 +1,8 @@
 //! Path normalisation through real sockets: bypass attempts and their exact outcomes. The
 //! request line is written byte for byte, so no client library normalises it first.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use common::*;

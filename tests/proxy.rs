@@ -1,5 +1,7 @@
 //! The reverse proxy through real sockets: forwarding, headers, streaming, limits, failures.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::sync::Arc;

@@ -1,5 +1,7 @@
 //! HTTPS on the gateway listener (rustls), HTTP/2 by ALPN, and mTLS refusal at the handshake.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use bytes::Bytes;

@@ -1,5 +1,8 @@
-//! The admin listener: health, readiness, metrics, and (with their modules) the consent,
-//! audit and policy APIs. Every route but the health and metrics ones needs a JWT scope.
+//! The admin listener: health, readiness, metrics, and the consent, audit and policy APIs.
+//! Every route but the health and metrics ones needs a JWT scope.
+
+mod consent;
+mod request;
 
 use std::sync::Arc;
 
@@ -15,7 +18,7 @@ use crate::state::State;
 /// Handles one admin request.
 pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
     let request_id = crate::http::headers::request_id(req.headers());
-    let result = route(&state, req).await;
+    let result = route(&state, req, &request_id).await;
     let mut resp = result.unwrap_or_else(|e| error_response(&e, &request_id));
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut()
@@ -24,13 +27,32 @@ pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Respons
     resp
 }
 
-async fn route(state: &State, req: Request<Incoming>) -> Result<Response<Body>, GatewayError> {
-    let path = req.uri().path().to_string();
-    match (req.method(), path.as_str()) {
-        (&Method::GET, "/healthz") => {
+async fn route(
+    state: &State,
+    req: Request<Incoming>,
+    request_id: &str,
+) -> Result<Response<Body>, GatewayError> {
+    let (parts, body) = req.into_parts();
+    let headers = &parts.headers;
+    let query = parts.uri.query();
+    let segments: Vec<String> = parts
+        .uri
+        .path()
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            crate::routing::decode_segment(s).ok_or_else(|| {
+                GatewayError::BadPath("the path is not valid percent-encoded UTF-8".into())
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let m = &parts.method;
+    match (segs.as_slice(), m) {
+        (["healthz"], &Method::GET) => {
             Ok(json(StatusCode::OK, &serde_json::json!({"status": "ok"})))
         }
-        (&Method::GET, "/readyz") => {
+        (["readyz"], &Method::GET) => {
             let (ready, checks) = readiness(state);
             let status = if ready {
                 StatusCode::OK
@@ -42,9 +64,10 @@ async fn route(state: &State, req: Request<Incoming>) -> Result<Response<Body>, 
                 &serde_json::json!({"ready": ready, "checks": checks}),
             ))
         }
-        (&Method::GET, "/metrics") => {
+        (["metrics"], &Method::GET) => {
             let mut out = String::with_capacity(4096);
             state.metrics.render(&mut out);
+            state.audit.render_prometheus(&mut out);
             let mut resp = Response::new(full(out));
             resp.headers_mut().insert(
                 CONTENT_TYPE,
@@ -52,16 +75,42 @@ async fn route(state: &State, req: Request<Incoming>) -> Result<Response<Body>, 
             );
             Ok(resp)
         }
-        (_, "/healthz" | "/readyz" | "/metrics") => Err(GatewayError::MethodNotAllowed),
+        (["v1", "subjects", s], &Method::PUT) => consent::put_region(state, headers, body, s).await,
+        (["v1", "subjects", s, "consents"], &Method::GET) => {
+            consent::current(state, headers, s).await
+        }
+        (["v1", "subjects", s, "consents", "history"], &Method::GET) => {
+            consent::history(state, headers, query, s).await
+        }
+        (["v1", "subjects", s, "consents", p], &Method::PUT) => {
+            consent::put_consent(state, headers, body, s, p).await
+        }
+        (["v1", "subjects", s, "consents", p], &Method::DELETE) => {
+            consent::withdraw(state, headers, s, p).await
+        }
+        (["v1", "consents", "import"], &Method::POST) => {
+            consent::import(state, headers, body, request_id).await
+        }
+        (["healthz" | "readyz" | "metrics"], _)
+        | (["v1", "subjects", _], _)
+        | (["v1", "subjects", _, "consents", ..], _)
+        | (["v1", "consents", "import"], _) => Err(GatewayError::MethodNotAllowed),
         _ => Err(GatewayError::NotFound(
             "no admin endpoint at this path".into(),
         )),
     }
 }
 
-/// Readiness: config is loaded by construction; the other components report here.
-fn readiness(_state: &State) -> (bool, serde_json::Value) {
-    (true, serde_json::json!({"config": true}))
+/// Readiness: ready only when the store answers, policies are loaded and the audit log can
+/// be written.
+fn readiness(state: &State) -> (bool, serde_json::Value) {
+    let store = state.store.region("readiness-probe").is_ok();
+    let policies = !state.policies.current().is_empty();
+    let audit = state.audit.healthy();
+    (
+        store && policies && audit,
+        serde_json::json!({"config": true, "store": store, "policies": policies, "audit": audit}),
+    )
 }
 
 /// A JSON response.

@@ -153,6 +153,8 @@ pub struct Settings {
     pub policies: PolicySettings,
     /// `[[route]]`s, in file order (first match wins).
     pub routes: RouteTable,
+    /// `[controller]`: the data controller named on Kantara consent receipts.
+    pub controller: Option<crate::consent::Controller>,
 }
 
 const DEFAULT_MAX_BODY: u64 = 8 * 1024 * 1024;
@@ -337,6 +339,7 @@ impl Settings {
                 watch: raw.policies.watch.unwrap_or(true),
             },
             routes: RouteTable::new(routes),
+            controller: raw.controller,
         })
     }
 }

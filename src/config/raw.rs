@@ -14,6 +14,7 @@ pub(crate) struct RawConfig {
     pub(crate) policies: RawPolicies,
     #[serde(default, rename = "route")]
     pub(crate) routes: Vec<RawRoute>,
+    pub(crate) controller: Option<crate::consent::Controller>,
 }
 
 #[derive(Debug, Deserialize)]

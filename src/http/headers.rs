@@ -64,17 +64,14 @@ pub fn remove_own_headers(headers: &mut HeaderMap) {
 /// otherwise a new random one is made.
 pub fn request_id(headers: &HeaderMap) -> String {
     let mut values = headers.get_all(&X_REQUEST_ID).iter();
-    if let (Some(v), None) = (values.next(), values.next()) {
-        let b = v.as_bytes();
-        if !b.is_empty()
-            && b.len() <= 128
-            && b.iter()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
-        {
-            if let Ok(s) = v.to_str() {
-                return s.to_string();
-            }
-        }
+    if let (Some(v), None) = (values.next(), values.next())
+        && (1..=128).contains(&v.len())
+        && v.as_bytes()
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+        && let Ok(s) = v.to_str()
+    {
+        return s.to_string();
     }
     new_request_id()
 }
@@ -127,15 +124,14 @@ pub fn set_forwarded(
         IpAddr::V6(ip) => format!("\"[{ip}]\""),
     };
     let mut forwarded = format!("for={for_node};proto={proto}");
-    if let Some(host) = host.and_then(|h| h.to_str().ok()) {
-        if host
+    if let Some(host) = host.and_then(|h| h.to_str().ok())
+        && host
             .bytes()
             .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
-        {
-            forwarded.push_str(&format!(";host=\"{host}\""));
-            if let Ok(v) = HeaderValue::from_str(host) {
-                headers.insert("x-forwarded-host", v);
-            }
+    {
+        forwarded.push_str(&format!(";host=\"{host}\""));
+        if let Ok(v) = HeaderValue::from_str(host) {
+            headers.insert("x-forwarded-host", v);
         }
     }
     let value = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {

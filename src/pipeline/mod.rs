@@ -7,9 +7,15 @@
 //! counts metrics; for personal-data routes every outcome, failures included, is audited
 //! before anything is released.
 
+mod audit;
+mod decide;
+mod decode;
 mod forward;
+mod minimise;
+mod personal;
 mod resolve;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -21,6 +27,7 @@ use hyper::body::Incoming;
 use crate::error::GatewayError;
 use crate::http::headers::X_REQUEST_ID;
 use crate::http::{Body, full};
+use crate::policy::Verdict;
 use crate::server::ConnInfo;
 use crate::state::State;
 
@@ -29,7 +36,22 @@ use crate::state::State;
 pub(crate) struct Ctx {
     pub(crate) request_id: String,
     pub(crate) route: Option<String>,
+    /// The matched route handles personal data: the request is audited.
+    pub(crate) personal: bool,
+    /// Normalised path (or the raw one when normalisation failed).
+    pub(crate) path: String,
     pub(crate) caller: Option<String>,
+    pub(crate) subject: Option<String>,
+    pub(crate) purpose: Option<String>,
+    pub(crate) region: Option<String>,
+    /// `region@version` of the policy used.
+    pub(crate) policy: Option<String>,
+    /// Consent state used (`granted`, …, `n/a`).
+    pub(crate) consent: Option<&'static str>,
+    pub(crate) verdict: Option<Verdict>,
+    pub(crate) reason: Option<&'static str>,
+    pub(crate) fields_removed: Vec<String>,
+    pub(crate) redactions: BTreeMap<String, u64>,
 }
 
 /// Handles one data-plane request.
@@ -44,10 +66,11 @@ pub(crate) async fn handle(
         ..Ctx::default()
     };
     let method = req.method().clone();
+    ctx.path = req.uri().path().to_string();
     let result = handle_inner(&state, req, conn, &mut ctx).await;
-    let route = ctx.route.as_deref().unwrap_or("-");
-    let mut resp = match result {
-        Ok(resp) => resp,
+    let route = ctx.route.clone().unwrap_or_else(|| "-".into());
+    let (mut resp, error) = match result {
+        Ok(resp) => (resp, None),
         Err(err) => {
             if matches!(
                 err,
@@ -58,20 +81,23 @@ pub(crate) async fn handle(
             ) {
                 state
                     .metrics
-                    .upstream_error(route, forward::error_kind(&err));
+                    .upstream_error(&route, forward::error_kind(&err));
             }
-            error_response(&err, &ctx.request_id)
+            (error_response(&err, &ctx.request_id), Some(err))
         }
     };
+    if ctx.personal {
+        resp = audit::record(&state, &ctx, &method, resp, error.as_ref()).await;
+    }
     if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
         resp.headers_mut().insert(&X_REQUEST_ID, v);
     }
     let elapsed = start.elapsed();
     let status = resp.status().as_u16();
-    state.metrics.request(route, status, elapsed);
+    state.metrics.request(&route, status, elapsed);
     tracing::info!(
         request_id = %ctx.request_id,
-        route,
+        route = %route,
         method = %method,
         status,
         caller = ctx.caller.as_deref().unwrap_or("-"),
@@ -108,6 +134,8 @@ async fn handle_inner(
     let resolved = resolve::route(&settings.routes, req.uri().path())?;
     let route = resolved.route;
     ctx.route = Some(route.name.clone());
+    ctx.personal = route.personal_data;
+    ctx.path = resolved.path.clone();
     let caller = if route.public {
         None
     } else {
@@ -119,13 +147,9 @@ async fn handle_inner(
         Some(caller)
     };
     if route.personal_data {
-        // Consent enforcement, minimisation and audit are not wired in yet: fail closed.
-        let _ = (
-            resolved.subject,
-            resolve::purpose(req.headers())?,
-            resolve::gpc(req.headers()),
-        );
-        return Err(GatewayError::Internal);
+        // Config validation guarantees personal routes are authenticated.
+        let caller = caller.as_ref().ok_or(GatewayError::Internal)?;
+        return personal::handle(state, req, conn, &resolved, caller, ctx).await;
     }
     let (parts, body) = req.into_parts();
     let out = forward::Outbound {

@@ -1,6 +1,6 @@
 //! Shared test support: dev keys in a temp dir, an in-process upstream on port 0, the gateway
 //! in-process on port 0, a plain hyper client, and token minting for good and bad tokens.
-#![allow(dead_code, unreachable_pub, missing_docs)]
+#![allow(dead_code, unreachable_pub, missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -180,6 +180,7 @@ dir = "data/audit"
 [policies]
 dir = "{policies}"
 hash_secret_file = "{certs}/hash.secret"
+watch = false
 [[route]]
 name = "customers"
 match = "/api/customers/{{subject}}/**"

@@ -1,0 +1,88 @@
+//! The audit stage: one record per personal-data request, whatever its outcome, made durable
+//! before anything is released. If the record cannot be written, the answer becomes
+//! `503 audit_unavailable` and nothing else is released.
+
+use http::header::HeaderValue;
+use http::{Method, Response};
+
+use super::{Ctx, error_response};
+use crate::audit::{AuditEntry, ConsentUsed, Decision};
+use crate::error::GatewayError;
+use crate::http::Body;
+use crate::http::headers::{X_DECISION, X_REGION};
+use crate::policy::Verdict;
+use crate::state::State;
+
+fn consent_used(s: Option<&str>) -> ConsentUsed {
+    match s {
+        Some("granted") => ConsentUsed::Granted,
+        Some("denied") => ConsentUsed::Denied,
+        Some("withdrawn") => ConsentUsed::Withdrawn,
+        Some("expired") => ConsentUsed::Expired,
+        Some("none") => ConsentUsed::None,
+        _ => ConsentUsed::NotApplicable,
+    }
+}
+
+/// The decision as recorded: the consent verdict when one was reached and the request was not
+/// refused for another reason before it; `deny` for every refusal.
+fn decision(ctx: &Ctx, error: Option<&GatewayError>) -> (Decision, &'static str) {
+    match (ctx.verdict, error) {
+        (Some(Verdict::ReportDeny), _) => {
+            (Decision::ReportDeny, ctx.reason.unwrap_or("report_deny"))
+        }
+        (Some(Verdict::Allow), None) => (Decision::Allow, ctx.reason.unwrap_or("allow")),
+        // Allowed, but the upstream exchange failed: nothing was released.
+        (Some(Verdict::Allow), Some(e)) => (Decision::Allow, e.code()),
+        (Some(Verdict::Deny), _) => (Decision::Deny, ctx.reason.unwrap_or("deny")),
+        (None, Some(e)) => (Decision::Deny, e.code()),
+        (None, None) => (Decision::Deny, "internal"),
+    }
+}
+
+/// Writes the record for `resp` and returns what may be released.
+pub(crate) async fn record(
+    state: &State,
+    ctx: &Ctx,
+    method: &Method,
+    mut resp: Response<Body>,
+    error: Option<&GatewayError>,
+) -> Response<Body> {
+    let (decision, reason) = decision(ctx, error);
+    let entry = AuditEntry {
+        request_id: ctx.request_id.clone(),
+        caller: ctx.caller.clone(),
+        subject: ctx.subject.clone(),
+        purpose: ctx.purpose.clone(),
+        region: ctx.region.clone(),
+        route: ctx.route.clone(),
+        method: method.as_str().to_string(),
+        path: ctx.path.clone(),
+        decision,
+        reason: reason.to_string(),
+        policy: ctx.policy.clone(),
+        consent: consent_used(ctx.consent),
+        status: resp.status().as_u16(),
+        fields_removed: ctx.fields_removed.clone(),
+        redactions: ctx.redactions.clone(),
+    };
+    if let Err(e) = state.audit.append(entry).await {
+        tracing::error!(error = %e, request_id = %ctx.request_id, "audit record not written; releasing nothing");
+        return error_response(&GatewayError::AuditUnavailable, &ctx.request_id);
+    }
+    let header = match decision {
+        Decision::Allow => "allow",
+        Decision::Deny => "deny",
+        Decision::ReportDeny => "report-deny",
+    };
+    resp.headers_mut()
+        .insert(&X_DECISION, HeaderValue::from_static(header));
+    if let Some(region) = ctx
+        .region
+        .as_deref()
+        .and_then(|r| HeaderValue::from_str(r).ok())
+    {
+        resp.headers_mut().insert(&X_REGION, region);
+    }
+    resp
+}

@@ -1,0 +1,101 @@
+//! A personal-data request after authentication: decide, forward, buffer the response under
+//! the cap, minimise and redact, and hand it back for auditing and release.
+
+use http::header::HeaderValue;
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use super::decide::{self, Decided};
+use super::forward::{self, Outbound};
+use super::resolve::Resolved;
+use super::{Ctx, minimise};
+use crate::auth::Caller;
+use crate::error::GatewayError;
+use crate::http::body::{ReadError, read_capped};
+use crate::http::{Body, full};
+use crate::policy::Verdict;
+use crate::server::ConnInfo;
+use crate::state::State;
+
+/// Handles a personal-data request whose route matched and caller authenticated.
+pub(crate) async fn handle(
+    state: &State,
+    req: Request<Incoming>,
+    conn: ConnInfo,
+    resolved: &Resolved<'_>,
+    caller: &Caller,
+    ctx: &mut Ctx,
+) -> Result<Response<Body>, GatewayError> {
+    let (route, path) = (resolved.route, resolved.path.as_str());
+    // Config validation guarantees personal routes have a `{subject}`.
+    let subject = resolved.subject.as_deref().ok_or(GatewayError::Internal)?;
+    let Decided {
+        policy,
+        purpose,
+        verdict,
+    } = decide::decide(state, req.headers(), caller, subject, ctx)?;
+    let head_only = req.method() == http::Method::HEAD;
+    let g = &state.settings.gateway;
+    let (parts, body) = req.into_parts();
+    let out = Outbound {
+        upstream: &route.upstream,
+        path,
+        request_id: &ctx.request_id,
+        caller: Some(&caller.name),
+        conn,
+        personal: true,
+        max_body: g.max_body_bytes,
+    };
+    let upstream_req = forward::request(parts, body, &out)?;
+    // The whole exchange, head and body, must finish within the upstream timeout.
+    let exchange = async {
+        let resp = forward::send(
+            &state.client,
+            upstream_req,
+            g.upstream_timeout,
+            g.max_body_bytes,
+        )
+        .await?;
+        let (parts, body) = resp.into_parts();
+        let declared = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > g.max_body_bytes) {
+            return Err(GatewayError::ResponseTooLarge {
+                limit: g.max_body_bytes,
+            });
+        }
+        let bytes = read_capped(body, g.max_body_bytes)
+            .await
+            .map_err(|e| match e {
+                ReadError::TooLarge(limit) => GatewayError::ResponseTooLarge { limit },
+                ReadError::Stream(_) => GatewayError::UpstreamUnavailable,
+            })?;
+        Ok((parts, bytes))
+    };
+    let (mut parts, raw) = tokio::time::timeout(g.upstream_timeout, exchange)
+        .await
+        .map_err(|_| GatewayError::UpstreamTimeout)??;
+    forward::response_headers(&mut parts.headers);
+    let enforce = verdict == Verdict::Allow;
+    let released = minimise::body(
+        &mut parts.headers,
+        raw,
+        &policy,
+        &purpose,
+        enforce,
+        g.max_body_bytes,
+        ctx,
+    )?;
+    if let Ok(v) = HeaderValue::from_str(&policy.region) {
+        parts.headers.insert(&crate::http::headers::X_REGION, v);
+    }
+    let body = if head_only {
+        crate::http::empty()
+    } else {
+        full(released)
+    };
+    Ok(Response::from_parts(parts, body))
+}

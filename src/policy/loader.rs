@@ -1,0 +1,591 @@
+//! Loads a policy folder: parse every file, resolve `extends`, validate, compile.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_saphyr::{Location, Spanned};
+
+use super::errors::{LoadError, LoadErrors};
+use super::model::{
+    ActionSpec, Basis, ConsentMode, FieldList, Mode, NonJson, Policy, Purpose, RedactRule,
+    RedactorSpec,
+};
+use super::raw::{RawPolicy, RawPurpose, RawRedactor};
+use super::version::version_of;
+use crate::redact::{Action, FieldFilter, FieldPath, FieldRule, Plan, Redactor, RedactorError};
+
+/// Options for loading policies.
+#[derive(Clone, Default)]
+pub struct LoadOptions {
+    /// Secret key for `hash` redactors (from `[policies] hash_secret_file`).
+    pub hash_key: Option<Vec<u8>>,
+}
+
+impl fmt::Debug for LoadOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoadOptions")
+            .field("hash_key", &self.hash_key.as_ref().map(|_| "<secret>"))
+            .finish()
+    }
+}
+
+/// Largest policy file accepted.
+const MAX_FILE_BYTES: u64 = 1 << 20;
+
+struct Source {
+    file: String,
+    raw: RawPolicy,
+}
+
+/// Whether a folder entry is a policy file: `*.yaml`, not starting with `_`.
+pub(crate) fn is_policy_file(name: &str) -> bool {
+    name.ends_with(".yaml") && !name.starts_with('_') && name.len() > ".yaml".len()
+}
+
+pub(crate) fn load_dir(
+    dir: &Path,
+    opts: &LoadOptions,
+) -> Result<BTreeMap<String, Arc<Policy>>, LoadErrors> {
+    let mut errors = BTreeSet::new();
+    let shown = dir.display().to_string();
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        LoadErrors(vec![LoadError::file(
+            &shown,
+            format!("cannot read the policy folder: {e}"),
+        )])
+    })?;
+    let mut files: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .filter(|n| is_policy_file(n))
+        .collect();
+    files.sort();
+    let mut texts = Vec::new();
+    for file in files {
+        let path = dir.join(&file);
+        match std::fs::metadata(&path) {
+            Ok(m) if m.len() > MAX_FILE_BYTES => {
+                errors.insert(LoadError::file(&file, "the file is larger than 1 MiB"));
+                continue;
+            }
+            _ => {}
+        }
+        match std::fs::read_to_string(&path) {
+            Ok(text) => texts.push((file, text)),
+            Err(e) => {
+                errors.insert(LoadError::file(&file, format!("cannot read the file: {e}")));
+            }
+        }
+    }
+    if texts.is_empty() && errors.is_empty() {
+        errors.insert(LoadError::file(
+            &shown,
+            "no policy files (*.yaml) in this folder",
+        ));
+    }
+    let policies = load_texts(&texts, opts, &mut errors);
+    if errors.is_empty() {
+        Ok(policies)
+    } else {
+        Err(LoadErrors(errors.into_iter().collect()))
+    }
+}
+
+/// Loads policies from `(file name, contents)` pairs. Pure; errors are added to `errors`.
+pub(crate) fn load_texts(
+    texts: &[(String, String)],
+    opts: &LoadOptions,
+    errors: &mut BTreeSet<LoadError>,
+) -> BTreeMap<String, Arc<Policy>> {
+    let mut sources = BTreeMap::new();
+    let mut broken = BTreeSet::new();
+    for (file, text) in texts {
+        let stem = file.strip_suffix(".yaml").unwrap_or(file).to_owned();
+        let options = serde_saphyr::options! { with_snippet: false };
+        match serde_saphyr::from_str_with_options::<RawPolicy>(text, options) {
+            Ok(raw) => {
+                if raw.region.value != stem {
+                    errors.insert(LoadError::at(
+                        file,
+                        raw.region.referenced,
+                        format!(
+                            "region is \"{}\", but the file is named {file}; the region must equal the file name without .yaml",
+                            raw.region.value
+                        ),
+                    ));
+                    broken.insert(stem);
+                    continue;
+                }
+                sources.insert(
+                    stem,
+                    Source {
+                        file: file.clone(),
+                        raw,
+                    },
+                );
+            }
+            Err(e) => {
+                errors.insert(LoadError::from_yaml(file, &e));
+                broken.insert(stem);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (stem, src) in &sources {
+        let before = errors.len();
+        let Some(chain) = chain(stem, &sources, &broken, errors) else {
+            continue;
+        };
+        let policy = resolve(src, &chain, opts, errors);
+        if errors.len() == before
+            && let Some(p) = policy
+        {
+            out.insert(stem.clone(), Arc::new(p));
+        }
+    }
+    out
+}
+
+/// The policy's ancestors, root first, ending with the policy itself.
+fn chain<'a>(
+    stem: &str,
+    sources: &'a BTreeMap<String, Source>,
+    broken: &BTreeSet<String>,
+    errors: &mut BTreeSet<LoadError>,
+) -> Option<Vec<&'a Source>> {
+    let mut names = vec![stem.to_owned()];
+    let mut chain = vec![sources.get(stem)?];
+    while let Some(parent) = chain.last().and_then(|s| s.raw.extends.as_ref()) {
+        let child = chain.last()?;
+        let p = &parent.value;
+        if names.contains(p) {
+            let mut cycle = names.clone();
+            cycle.push(p.clone());
+            // Reported at the policy's own `extends`, so every file in the cycle gets a line.
+            let own = chain.first()?;
+            let own_parent = own.raw.extends.as_ref()?;
+            errors.insert(LoadError::at(
+                &own.file,
+                own_parent.referenced,
+                format!(
+                    "extends \"{}\", which leads back to {p} (a cycle: {}); remove one extends",
+                    own_parent.value,
+                    cycle.join(" → ")
+                ),
+            ));
+            return None;
+        }
+        match sources.get(p) {
+            Some(src) => {
+                names.push(p.clone());
+                chain.push(src);
+            }
+            None if broken.contains(p) => {
+                errors.insert(LoadError::at(
+                    &child.file,
+                    parent.referenced,
+                    format!("extends \"{p}\", but {p}.yaml has errors; fix those first"),
+                ));
+                return None;
+            }
+            None => {
+                errors.insert(LoadError::at(
+                    &child.file,
+                    parent.referenced,
+                    format!("extends \"{p}\", but there is no {p}.yaml in the policy folder"),
+                ));
+                return None;
+            }
+        }
+    }
+    chain.reverse();
+    Some(chain)
+}
+
+struct Defined<'a, T> {
+    file: &'a str,
+    key: Location,
+    item: &'a T,
+}
+
+fn resolve(
+    src: &Source,
+    chain: &[&Source],
+    opts: &LoadOptions,
+    errors: &mut BTreeSet<LoadError>,
+) -> Option<Policy> {
+    let mut redactors: BTreeMap<&str, Defined<'_, RawRedactor>> = BTreeMap::new();
+    let mut purposes: BTreeMap<&str, Defined<'_, RawPurpose>> = BTreeMap::new();
+    let (mut mode, mut honor_gpc, mut non_json) = (None, None, None);
+    for s in chain {
+        for (k, r) in &s.raw.redactors.0 {
+            redactors.insert(
+                &k.value,
+                Defined {
+                    file: &s.file,
+                    key: k.referenced,
+                    item: r,
+                },
+            );
+        }
+        for (k, p) in &s.raw.purposes.0 {
+            purposes.insert(
+                &k.value,
+                Defined {
+                    file: &s.file,
+                    key: k.referenced,
+                    item: p,
+                },
+            );
+        }
+        mode = s.raw.mode.or(mode);
+        honor_gpc = s.raw.honor_gpc.or(honor_gpc);
+        non_json = s.raw.non_json.or(non_json);
+    }
+    let used: BTreeSet<&str> = purposes
+        .values()
+        .flat_map(|p| p.item.redact.iter())
+        .flat_map(|r| {
+            r.value
+                .with
+                .iter()
+                .chain(r.value.text.iter().flatten())
+                .map(|n| n.value.as_str())
+        })
+        .collect();
+    let mut specs = BTreeMap::new();
+    let mut compiled = BTreeMap::new();
+    for (name, d) in &redactors {
+        if let Some((spec, red)) = redactor(name, d, used.contains(name), opts, errors) {
+            specs.insert((*name).to_owned(), spec);
+            if let Some(red) = red {
+                compiled.insert(*name, Arc::new(red));
+            }
+        }
+    }
+    let known = Known {
+        compiled: &compiled,
+        defined: redactors.keys().copied().collect(),
+    };
+    let mut resolved = BTreeMap::new();
+    for (name, d) in &purposes {
+        if let Some(p) = purpose(name, d, &known, errors) {
+            resolved.insert((*name).to_owned(), Arc::new(p));
+        }
+    }
+    let mut policy = Policy {
+        region: src.raw.region.value.clone(),
+        name: src.raw.name.clone(),
+        extends: src.raw.extends.as_ref().map(|e| e.value.clone()),
+        mode: mode.unwrap_or(Mode::Enforce),
+        honor_gpc: honor_gpc.unwrap_or(false),
+        non_json: non_json.unwrap_or(NonJson::Block),
+        purposes: resolved,
+        redactors: specs,
+        version: String::new(),
+    };
+    policy.version = version_of(&policy);
+    Some(policy)
+}
+
+/// Validates a redactor; compiles it when it is used (unused `hash` redactors need no key).
+fn redactor(
+    name: &str,
+    d: &Defined<'_, RawRedactor>,
+    used: bool,
+    opts: &LoadOptions,
+    errors: &mut BTreeSet<LoadError>,
+) -> Option<(RedactorSpec, Option<Redactor>)> {
+    let r = d.item;
+    let mut actions = Vec::new();
+    if let Some(text) = &r.replace {
+        actions.push(("replace", ActionSpec::Replace(text.clone())));
+    }
+    if let Some(m) = r.mask {
+        actions.push((
+            "mask",
+            ActionSpec::Mask {
+                keep_last: m.keep_last,
+            },
+        ));
+    }
+    if let Some(h) = &r.hash {
+        if !h.value {
+            errors.insert(LoadError::at(
+                d.file,
+                h.referenced,
+                format!(
+                    "redactor \"{name}\" has hash: false; write hash: true, or use replace or mask"
+                ),
+            ));
+            return None;
+        }
+        actions.push(("hash", ActionSpec::Hash));
+    }
+    let action = match actions.len() {
+        1 => actions.pop().map(|(_, a)| a)?,
+        0 => {
+            errors.insert(LoadError::at(
+                d.file,
+                d.key,
+                format!("redactor \"{name}\" needs an action: replace, mask or hash"),
+            ));
+            return None;
+        }
+        _ => {
+            let names: Vec<&str> = actions.iter().map(|(n, _)| *n).collect();
+            errors.insert(LoadError::at(
+                d.file,
+                d.key,
+                format!(
+                    "redactor \"{name}\" has more than one action ({}); keep one",
+                    names.join(", ")
+                ),
+            ));
+            return None;
+        }
+    };
+    let run_action = match &action {
+        ActionSpec::Replace(t) => Action::Replace(t.clone()),
+        ActionSpec::Mask { keep_last } => Action::Mask {
+            keep_last: *keep_last,
+        },
+        ActionSpec::Hash => Action::Hash,
+    };
+    let spec = RedactorSpec {
+        pattern: r.pattern.value.clone(),
+        action,
+        validate: r.validate,
+    };
+    match Redactor::new(
+        name,
+        &r.pattern.value,
+        &run_action,
+        r.validate,
+        opts.hash_key.as_deref(),
+    ) {
+        Ok(red) => Some((spec, Some(red))),
+        Err(RedactorError::MissingHashKey { .. }) if !used => Some((spec, None)),
+        Err(e @ RedactorError::Pattern { .. }) => {
+            errors.insert(LoadError::at(d.file, r.pattern.referenced, e.to_string()));
+            None
+        }
+        Err(e) => {
+            errors.insert(LoadError::at(d.file, d.key, e.to_string()));
+            None
+        }
+    }
+}
+
+fn valid_purpose_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+fn paths(
+    purpose: &str,
+    file: &str,
+    list: &[Spanned<String>],
+    errors: &mut BTreeSet<LoadError>,
+) -> Option<Vec<FieldPath>> {
+    let mut out = Vec::new();
+    let mut ok = true;
+    for p in list {
+        match FieldPath::parse(&p.value) {
+            Ok(fp) => out.push(fp),
+            Err(e) => {
+                errors.insert(LoadError::at(
+                    file,
+                    p.referenced,
+                    format!("purpose \"{purpose}\": {e}"),
+                ));
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(out)
+}
+
+/// The redactors a purpose may reference.
+struct Known<'a> {
+    /// Those that compiled (a broken one already has its own error).
+    compiled: &'a BTreeMap<&'a str, Arc<Redactor>>,
+    /// Every defined name.
+    defined: BTreeSet<&'a str>,
+}
+
+fn purpose(
+    name: &str,
+    d: &Defined<'_, RawPurpose>,
+    redactors: &Known<'_>,
+    errors: &mut BTreeSet<LoadError>,
+) -> Option<Purpose> {
+    let p = d.item;
+    let file = d.file;
+    let before = errors.len();
+    if !valid_purpose_name(name) {
+        errors.insert(LoadError::at(
+            file,
+            d.key,
+            format!("purpose name \"{name}\" may only use letters, digits, _, - and ."),
+        ));
+    }
+    let consent = match (p.basis, &p.consent) {
+        (Basis::Consent, c) => Some(c.as_ref().map_or(ConsentMode::OptIn, |c| c.value)),
+        (basis, Some(c)) => {
+            errors.insert(LoadError::at(
+                file,
+                c.referenced,
+                format!(
+                    "purpose \"{name}\" sets consent, but its basis is {}; consent applies only with basis: consent",
+                    basis.as_str()
+                ),
+            ));
+            None
+        }
+        (_, None) => None,
+    };
+    if let Some(g) = &p.gpc_opt_out
+        && p.basis != Basis::Consent
+        && g.value
+    {
+        errors.insert(LoadError::at(
+                file,
+                g.referenced,
+                format!(
+                    "purpose \"{name}\" sets gpc_opt_out, but its basis is {}; gpc_opt_out applies only with basis: consent",
+                    p.basis.as_str()
+                ),
+            ));
+    }
+    let (fields, filter) = match &p.fields {
+        None => {
+            errors.insert(LoadError::at(
+                file,
+                d.key,
+                format!(
+                    "purpose \"{name}\" needs a fields list: allow: [...] to keep only those fields, or deny: [...] to remove them"
+                ),
+            ));
+            (FieldList::Deny(Vec::new()), FieldFilter::KeepAll)
+        }
+        Some(f) => match (&f.value.allow, &f.value.deny) {
+            (Some(_), Some(_)) => {
+                errors.insert(LoadError::at(
+                    file,
+                    f.referenced,
+                    format!("purpose \"{name}\" has both allow and deny lists; keep one"),
+                ));
+                (FieldList::Deny(Vec::new()), FieldFilter::KeepAll)
+            }
+            (None, None) => {
+                errors.insert(LoadError::at(
+                    file,
+                    f.referenced,
+                    format!("purpose \"{name}\" has an empty fields entry; add allow: [...] or deny: [...]"),
+                ));
+                (FieldList::Deny(Vec::new()), FieldFilter::KeepAll)
+            }
+            (Some(a), None) => {
+                let parsed = paths(name, file, a, errors).unwrap_or_default();
+                (
+                    FieldList::Allow(a.iter().map(|s| s.value.clone()).collect()),
+                    FieldFilter::Allow(parsed),
+                )
+            }
+            (None, Some(dl)) => {
+                let parsed = paths(name, file, dl, errors).unwrap_or_default();
+                (
+                    FieldList::Deny(dl.iter().map(|s| s.value.clone()).collect()),
+                    FieldFilter::Deny(parsed),
+                )
+            }
+        },
+    };
+    let mut rules = Vec::new();
+    let mut field_rules = Vec::new();
+    let mut text = Vec::new();
+    for rule in &p.redact {
+        let r = &rule.value;
+        match (&r.fields, &r.with, &r.text) {
+            (Some(fl), Some(with), None) => {
+                let red = lookup(name, file, with, redactors, errors);
+                let fp = paths(name, file, fl, errors);
+                if let (Some(red), Some(fp)) = (red, fp) {
+                    field_rules.push(FieldRule {
+                        paths: fp,
+                        redactor: red,
+                    });
+                }
+                rules.push(RedactRule::Fields {
+                    fields: fl.iter().map(|s| s.value.clone()).collect(),
+                    with: with.value.clone(),
+                });
+            }
+            (None, None, Some(names)) => {
+                text.extend(
+                    names
+                        .iter()
+                        .filter_map(|n| lookup(name, file, n, redactors, errors)),
+                );
+                rules.push(RedactRule::Text(
+                    names.iter().map(|s| s.value.clone()).collect(),
+                ));
+            }
+            _ => {
+                errors.insert(LoadError::at(
+                    file,
+                    rule.referenced,
+                    format!(
+                        "purpose \"{name}\" has a redact rule that is neither \"fields: [...] with: <redactor>\" nor \"text: [<redactors>]\""
+                    ),
+                ));
+            }
+        }
+    }
+    if errors.len() != before {
+        return None;
+    }
+    Some(Purpose {
+        name: name.to_owned(),
+        basis: p.basis,
+        consent,
+        gpc_opt_out: p.gpc_opt_out.as_ref().is_some_and(|g| g.value),
+        mode: p.mode,
+        fields,
+        redact: rules,
+        plan: Plan::new(filter, field_rules, text),
+    })
+}
+
+fn lookup(
+    purpose: &str,
+    file: &str,
+    n: &Spanned<String>,
+    redactors: &Known<'_>,
+    errors: &mut BTreeSet<LoadError>,
+) -> Option<Arc<Redactor>> {
+    let found = redactors.compiled.get(n.value.as_str()).cloned();
+    if found.is_none() && !redactors.defined.contains(n.value.as_str()) {
+        let known: Vec<&str> = redactors.defined.iter().copied().collect();
+        errors.insert(LoadError::at(
+            file,
+            n.referenced,
+            format!(
+                "purpose \"{purpose}\" uses redactor \"{}\", which is not defined (defined: {})",
+                n.value,
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        ));
+    }
+    found
+}

@@ -1,0 +1,202 @@
+//! The resolved policy model (after `extends`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::redact::{Explanation, Outcome, Plan, Validator};
+
+/// Whether a policy (or purpose) enforces its decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Denials are enforced.
+    Enforce,
+    /// Denials are decided and audited as `report_deny`, but the response is released.
+    Report,
+}
+
+/// What to do with a personal-data response that is not JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NonJson {
+    /// Block it (`502`).
+    Block,
+    /// Pass it through unchanged.
+    Pass,
+}
+
+/// The legal basis of a purpose (GDPR art. 6 vocabulary).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Basis {
+    /// The person's consent.
+    Consent,
+    /// Needed to perform a contract with the person.
+    Contract,
+    /// Required by law.
+    LegalObligation,
+    /// The controller's legitimate interest.
+    LegitimateInterest,
+    /// To protect someone's life.
+    VitalInterest,
+    /// A task in the public interest.
+    PublicTask,
+}
+
+impl Basis {
+    /// The name as written in policy files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Consent => "consent",
+            Self::Contract => "contract",
+            Self::LegalObligation => "legal_obligation",
+            Self::LegitimateInterest => "legitimate_interest",
+            Self::VitalInterest => "vital_interest",
+            Self::PublicTask => "public_task",
+        }
+    }
+}
+
+/// How consent works for a `basis: consent` purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentMode {
+    /// Needs a granted, unexpired consent.
+    OptIn,
+    /// Allowed unless the person said no (or sent GPC, when honoured).
+    OptOut,
+}
+
+/// A purpose's field filter as written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldList {
+    /// Keep only these paths.
+    Allow(Vec<String>),
+    /// Remove these paths.
+    Deny(Vec<String>),
+}
+
+/// A redaction rule as written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedactRule {
+    /// Apply redactor `with` to the values at `fields`.
+    Fields {
+        /// Field paths.
+        fields: Vec<String>,
+        /// Redactor name.
+        with: String,
+    },
+    /// Run these redactors over every remaining string.
+    Text(Vec<String>),
+}
+
+/// A redactor's definition as written (resolved across `extends`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RedactorSpec {
+    /// The regex.
+    pub pattern: String,
+    /// `replace`, `mask` or `hash`.
+    pub action: ActionSpec,
+    /// Optional checksum validator.
+    pub validate: Option<Validator>,
+}
+
+/// A redactor action as written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionSpec {
+    /// Replacement text.
+    Replace(String),
+    /// Keep the last N characters.
+    Mask {
+        /// Visible trailing characters.
+        keep_last: usize,
+    },
+    /// Keyed pseudonym.
+    Hash,
+}
+
+/// One purpose of a resolved policy.
+#[derive(Debug, Clone, Serialize)]
+pub struct Purpose {
+    /// The purpose name (the `X-Purpose` value).
+    pub name: String,
+    /// Legal basis.
+    pub basis: Basis,
+    /// Consent mode (only for `basis: consent`).
+    pub consent: Option<ConsentMode>,
+    /// Whether a GPC signal opts the person out of this purpose (when the policy honours GPC).
+    pub gpc_opt_out: bool,
+    /// Per-purpose override of the policy's mode.
+    pub mode: Option<Mode>,
+    /// Field filter.
+    pub fields: FieldList,
+    /// Redaction rules, in order.
+    pub redact: Vec<RedactRule>,
+    #[serde(skip)]
+    pub(crate) plan: Plan,
+}
+
+impl Purpose {
+    /// Minimises and redacts `doc` in place.
+    pub fn apply(&self, doc: &mut Value) -> Outcome {
+        self.plan.apply(doc)
+    }
+
+    /// Like [`Purpose::apply`], also naming the rule behind each removed or redacted path.
+    pub fn apply_explain(&self, doc: &mut Value) -> (Outcome, Vec<Explanation>) {
+        self.plan.apply_explain(doc)
+    }
+}
+
+/// A resolved, validated policy for one region.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Region (the file stem).
+    pub region: String,
+    /// Human name.
+    pub name: String,
+    /// The policy it extends, if any.
+    pub extends: Option<String>,
+    /// Default mode.
+    pub mode: Mode,
+    /// Whether `Sec-GPC: 1` is honoured.
+    pub honor_gpc: bool,
+    /// What to do with non-JSON responses.
+    pub non_json: NonJson,
+    /// Purposes by name.
+    pub purposes: BTreeMap<String, Arc<Purpose>>,
+    /// Redactor definitions by name (inherited ones included).
+    pub redactors: BTreeMap<String, RedactorSpec>,
+    /// Hex SHA-256 of the canonical resolved content.
+    pub version: String,
+}
+
+/// Length of the version prefix in [`Policy::label`].
+pub const LABEL_HEX_LEN: usize = 12;
+
+impl Policy {
+    /// A purpose by name.
+    pub fn purpose(&self, name: &str) -> Option<&Arc<Purpose>> {
+        self.purposes.get(name)
+    }
+
+    /// `region@<first 12 hex digits of the version>`, as written in audit records.
+    pub fn label(&self) -> String {
+        format!(
+            "{}@{}",
+            self.region,
+            self.version.get(..LABEL_HEX_LEN).unwrap_or(&self.version)
+        )
+    }
+
+    /// The mode in force for `purpose` (its override, else the policy's).
+    pub fn effective_mode(&self, purpose: &Purpose) -> Mode {
+        purpose.mode.unwrap_or(self.mode)
+    }
+}

@@ -1,0 +1,25 @@
+//! JSON minimisation and redaction (pure: values in, values out, no I/O).
+//!
+//! A [`Plan`] holds a field filter (allow-list or deny-list of [`FieldPath`]s), field-scoped
+//! redaction rules and free-text detectors. [`Plan::apply`] walks a `serde_json::Value` once:
+//! it removes what the filter does not allow, rewrites values covered by field rules, then runs
+//! the detectors over every remaining string, and returns an [`Outcome`] (removed paths and
+//! redaction counts, never values).
+
+mod matcher;
+mod path;
+mod plan;
+mod redactor;
+mod validate;
+mod walk;
+
+#[cfg(test)]
+mod proptests;
+
+pub use path::{FieldPath, PathError};
+pub use plan::{Explanation, ExplanationKind, FieldFilter, FieldRule, Outcome, Plan};
+pub use redactor::{Action, HASH_PREFIX, REDACTED, Redactor, RedactorError};
+pub use validate::Validator;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,148 @@
+//! A compiled minimisation-and-redaction plan for one purpose.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use regex::RegexSet;
+use serde_json::Value;
+
+use super::matcher::PathMatcher;
+use super::path::FieldPath;
+use super::redactor::Redactor;
+use super::walk::Walker;
+
+/// Which fields a purpose may see.
+#[derive(Debug, Clone)]
+pub enum FieldFilter {
+    /// No minimisation (only redaction).
+    KeepAll,
+    /// Keep only these paths (with their subtrees and, as containers, their ancestors).
+    Allow(Vec<FieldPath>),
+    /// Remove these paths (with their subtrees).
+    Deny(Vec<FieldPath>),
+}
+
+/// A field-scoped redaction: the redactor applies to every string (and number) at these paths.
+#[derive(Debug, Clone)]
+pub struct FieldRule {
+    /// Paths the rule covers.
+    pub paths: Vec<FieldPath>,
+    /// The redactor to apply.
+    pub redactor: Arc<Redactor>,
+}
+
+/// What applying a plan did, without any personal values.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Removed field paths: dotted, without array indices, deduplicated and sorted.
+    pub fields_removed: Vec<String>,
+    /// Number of redactions per redactor name.
+    pub redactions: BTreeMap<String, u64>,
+}
+
+/// One removed or redacted path and the rule responsible.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Explanation {
+    /// Whether the path was removed or redacted.
+    pub kind: ExplanationKind,
+    /// Dotted path without array indices.
+    pub path: String,
+    /// What removed or redacted it, e.g. `deny list entry "payment.**"`.
+    pub rule: String,
+}
+
+/// What happened to an explained path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ExplanationKind {
+    /// The field was removed by the field filter.
+    Removed,
+    /// A value was rewritten by a redactor.
+    Redacted,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FilterKind {
+    KeepAll,
+    Allow,
+    Deny,
+}
+
+/// A compiled plan: minimise with the field filter, then apply field rules, then run the text
+/// detectors over every remaining string. The document is walked once.
+///
+/// Choices, for the record:
+/// - A value covered by a field rule is always changed (fail-closed): see
+///   [`Redactor::redact_field`]. Numbers become strings; `true`/`false`/`null` are kept.
+///   When several rules cover one value, the first rule listed wins for its whole subtree.
+/// - Values rewritten by a field rule are not scanned again by the text detectors (so
+///   `a***@example.eu` from a mask is not turned into `[EMAIL]`).
+/// - Text detectors run over string values and over numbers (as their decimal text; a number
+///   that is redacted becomes a string). Object keys are not scanned.
+/// - Under an allow-list, a scalar where a container was expected (an ancestor of an allowed
+///   path) is removed.
+/// - Subtrees nested deeper than 160 levels are removed.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub(crate) filter_kind: FilterKind,
+    pub(crate) filter: PathMatcher,
+    pub(crate) rules: PathMatcher,
+    pub(crate) rule_of_path: Vec<usize>,
+    pub(crate) rule_redactors: Vec<Arc<Redactor>>,
+    pub(crate) text: Vec<Arc<Redactor>>,
+    pub(crate) text_set: Option<RegexSet>,
+}
+
+impl Plan {
+    /// Compiles a plan.
+    pub fn new(filter: FieldFilter, field_rules: Vec<FieldRule>, text: Vec<Arc<Redactor>>) -> Self {
+        let (filter_kind, filter) = match filter {
+            FieldFilter::KeepAll => (FilterKind::KeepAll, PathMatcher::new(Vec::new())),
+            FieldFilter::Allow(p) => (FilterKind::Allow, PathMatcher::new(p)),
+            FieldFilter::Deny(p) => (FilterKind::Deny, PathMatcher::new(p)),
+        };
+        let mut paths = Vec::new();
+        let mut rule_of_path = Vec::new();
+        let mut rule_redactors = Vec::new();
+        for (i, rule) in field_rules.into_iter().enumerate() {
+            for p in rule.paths {
+                paths.push(p);
+                rule_of_path.push(i);
+            }
+            rule_redactors.push(rule.redactor);
+        }
+        // The set is only a prefilter: if it cannot be built, every detector simply runs.
+        let text_set = if text.len() > 1 {
+            RegexSet::new(text.iter().map(|r| r.pattern())).ok()
+        } else {
+            None
+        };
+        Self {
+            filter_kind,
+            filter,
+            rules: PathMatcher::new(paths),
+            rule_of_path,
+            rule_redactors,
+            text,
+            text_set,
+        }
+    }
+
+    /// Minimises and redacts `doc` in place.
+    pub fn apply(&self, doc: &mut Value) -> Outcome {
+        let mut w = Walker::new(self, false);
+        w.run(doc);
+        w.finish().0
+    }
+
+    /// Like [`Plan::apply`], and also says which rule removed or redacted each path.
+    pub fn apply_explain(&self, doc: &mut Value) -> (Outcome, Vec<Explanation>) {
+        let mut w = Walker::new(self, true);
+        w.run(doc);
+        w.finish()
+    }
+
+    /// The text detectors, in order.
+    pub fn text_detectors(&self) -> &[Arc<Redactor>] {
+        &self.text
+    }
+}
