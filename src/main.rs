@@ -411,16 +411,47 @@ fn demo_command(config: &Path) -> Result<ExitCode> {
                 },
             )
         };
-        let crm = sign("crm-service", &["marketing", "support", "order_fulfilment", "analytics"], "")?;
-        println!("\nconsentgate demo: sample upstream on http://{upstream}, gateway on {scheme}://{gw}, admin on http://{}\n", gateway.admin_addr());
-        println!("# a catalogue call (no personal data):");
+        let seeded = demo::seed::seed(gateway.state().store.as_ref())?;
+        if seeded > 0 {
+            println!("seeded regions and consents for {seeded} sample customers");
+        }
+        let crm = sign(
+            "crm-service",
+            &["marketing", "analytics", "personalisation", "order_fulfilment", "support", "sale"],
+            "",
+        )?;
+        let auditor = sign("dpo-office", &[], "audit:read consent:read policy:read")?;
+        let admin = sign("consent-platform", &[], "consent:write consent:read")?;
+        let adm = gateway.admin_addr();
+        let get = |purpose: &str, subject: &str, extra: &str| {
+            format!("curl -s -i -H 'Authorization: Bearer {crm}' -H 'X-Purpose: {purpose}'{extra} {scheme}://{gw}/api/customers/{subject}")
+        };
+        println!("\nconsentgate demo: sample API on http://{upstream}, gateway on {scheme}://{gw}, admin on http://{adm}\n");
+        println!("# ALLOW: Anna (eu) granted marketing: names, e-mail (masked) and preferences only");
+        println!("{}\n", get("marketing", "c-1001", ""));
+        println!("# DENY: Luc (eu) denied marketing -> 403 consent_required");
+        println!("{}\n", get("marketing", "c-1002", ""));
+        println!("# DENY: Anna withdrew analytics; her personalisation consent expired");
+        println!("{}", get("analytics", "c-1001", ""));
+        println!("{}\n", get("personalisation", "c-1001", ""));
+        println!("# ALLOW: order fulfilment is a contract basis: no consent needed, still minimised");
+        println!("{}\n", get("order_fulfilment", "c-1001", ""));
+        println!("# support: card numbers, IBANs, phones and e-mails masked even in free-text notes");
+        println!("{}\n", get("support", "c-1001", ""));
+        println!("# California opt-out: Maria's data may be 'sold'... unless her browser sends GPC");
+        println!("{}", get("sale", "c-2001", ""));
+        println!("{}\n", get("sale", "c-2001", " -H 'Sec-GPC: 1'"));
+        println!("# the catalogue has no personal data: proxied as is");
         println!("curl -s -H 'Authorization: Bearer {crm}' {scheme}://{gw}/api/products/all\n");
-        println!("# a customer record for order fulfilment:");
-        println!("curl -s -H 'Authorization: Bearer {crm}' -H 'X-Purpose: order_fulfilment' {scheme}://{gw}/api/customers/c-1001\n");
-        println!("# no token: 401 unauthenticated");
-        println!("curl -s {scheme}://{gw}/api/customers/c-1001\n");
+        println!("# consent API: record a grant, see the state, read the receipts");
+        println!("curl -s -X PUT -H 'Authorization: Bearer {admin}' -d '{{\"status\":\"granted\",\"source\":\"web form\"}}' http://{adm}/v1/subjects/c-1002/consents/marketing");
+        println!("curl -s -H 'Authorization: Bearer {admin}' http://{adm}/v1/subjects/c-1002/consents\n");
+        println!("# auditors: the access log, its verification, one person's access report");
+        println!("curl -s -H 'Authorization: Bearer {auditor}' 'http://{adm}/v1/audit?subject=c-1001'");
+        println!("curl -s -H 'Authorization: Bearer {auditor}' http://{adm}/v1/audit/verify");
+        println!("curl -s -H 'Authorization: Bearer {auditor}' 'http://{adm}/v1/subjects/c-1001/report?format=markdown'\n");
         println!("# health and metrics");
-        println!("curl -s http://{}/readyz; curl -s http://{}/metrics\n", gateway.admin_addr(), gateway.admin_addr());
+        println!("curl -s http://{adm}/readyz; curl -s http://{adm}/metrics\n");
         println!("Press Ctrl-C to stop.");
         gateway.serve(shutdown_signal()).await;
         Ok(ExitCode::SUCCESS)

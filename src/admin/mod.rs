@@ -1,7 +1,9 @@
 //! The admin listener: health, readiness, metrics, and the consent, audit and policy APIs.
 //! Every route but the health and metrics ones needs a JWT scope.
 
+mod audit;
 mod consent;
+mod policies;
 mod request;
 
 use std::sync::Arc;
@@ -91,10 +93,23 @@ async fn route(
         (["v1", "consents", "import"], &Method::POST) => {
             consent::import(state, headers, body, request_id).await
         }
+        (["v1", "subjects", s, "report"], &Method::GET) => {
+            audit::report(state, headers, query, s).await
+        }
+        (["v1", "audit"], &Method::GET) => audit::list(state, headers, query).await,
+        (["v1", "audit", "verify"], &Method::GET) => audit::verify(state, headers).await,
+        (["v1", "audit", "checkpoint"], &Method::GET) => audit::checkpoint(state, headers).await,
+        (["v1", "policies"], &Method::GET) => policies::list(state, headers),
+        (["v1", "policies", "reload"], &Method::POST) => {
+            policies::reload(state, headers, request_id).await
+        }
         (["healthz" | "readyz" | "metrics"], _)
         | (["v1", "subjects", _], _)
         | (["v1", "subjects", _, "consents", ..], _)
-        | (["v1", "consents", "import"], _) => Err(GatewayError::MethodNotAllowed),
+        | (["v1", "consents", "import"], _)
+        | (["v1", "subjects", _, "report"], _)
+        | (["v1", "audit", ..], _)
+        | (["v1", "policies", ..], _) => Err(GatewayError::MethodNotAllowed),
         _ => Err(GatewayError::NotFound(
             "no admin endpoint at this path".into(),
         )),

@@ -1,4 +1,5 @@
 //! `consentgate demo`: the sample upstream, dev keys, and curl commands to try.
 
 pub mod data;
+pub mod seed;
 pub mod upstream;

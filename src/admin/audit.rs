@@ -1,0 +1,386 @@
+//! Auditor API: filtered NDJSON access log with cursor paging, chain verification, the latest
+//! signed checkpoint, and the access report for one data subject (JSON, HTML or Markdown).
+
+use std::fmt::Write;
+
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{HeaderMap, Response, StatusCode};
+use time::OffsetDateTime;
+
+use super::json;
+use super::request::{query, require};
+use crate::audit::{self, AuditError, AuditRecord, Filter};
+use crate::error::GatewayError;
+use crate::http::{Body, full};
+use crate::state::State;
+
+fn audit_error(e: AuditError) -> GatewayError {
+    match e {
+        AuditError::BadCursor | AuditError::BadFilter(_) => GatewayError::BadRequest(e.to_string()),
+        other => {
+            tracing::error!(error = %other, "audit read failed");
+            GatewayError::Internal
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, AuditError> + Send + 'static,
+) -> Result<T, GatewayError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| GatewayError::Internal)?
+        .map_err(audit_error)
+}
+
+fn time_param(name: &str, value: &str) -> Result<OffsetDateTime, GatewayError> {
+    audit::parse_rfc3339(value).map_err(|_| {
+        GatewayError::BadRequest(format!(
+            "{name} must be an RFC 3339 time such as 2026-01-31T12:00:00Z"
+        ))
+    })
+}
+
+/// `GET /v1/audit?subject&caller&purpose&decision&from&to&limit&cursor`: NDJSON, oldest first;
+/// the next page's cursor in `X-Next-Cursor` (absent on the last page).
+pub(crate) async fn list(
+    state: &State,
+    headers: &HeaderMap,
+    raw_query: Option<&str>,
+) -> Result<Response<Body>, GatewayError> {
+    require(state, headers, "audit:read")?;
+    let mut filter = Filter::default();
+    let mut cursor = None;
+    for (k, v) in query(
+        raw_query,
+        &[
+            "subject", "caller", "purpose", "decision", "from", "to", "limit", "cursor",
+        ],
+    )? {
+        match k {
+            "subject" => filter.subject = Some(v),
+            "caller" => filter.caller = Some(v),
+            "purpose" => filter.purpose = Some(v),
+            "decision" => {
+                filter.decision = Some(v.parse().map_err(|_| {
+                    GatewayError::BadRequest("decision must be allow, deny or report_deny".into())
+                })?)
+            }
+            "from" => filter.from = Some(time_param("from", &v)?),
+            "to" => filter.to = Some(time_param("to", &v)?),
+            "limit" => {
+                let n: usize = v.parse().map_err(|_| {
+                    GatewayError::BadRequest("limit must be a number from 1 to 1000".into())
+                })?;
+                if !(1..=audit::MAX_LIMIT).contains(&n) {
+                    return Err(GatewayError::BadRequest(
+                        "limit must be a number from 1 to 1000".into(),
+                    ));
+                }
+                filter.limit = Some(n);
+            }
+            _ => cursor = Some(v),
+        }
+    }
+    let dir = state.audit.dir().to_path_buf();
+    let page = blocking(move || audit::query(&dir, &filter, cursor.as_deref())).await?;
+    let mut body = String::with_capacity(page.lines.iter().map(|l| l.len() + 1).sum());
+    for line in &page.lines {
+        body.push_str(line);
+        body.push('\n');
+    }
+    let mut resp = Response::new(full(body));
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    if let Some(next) = page
+        .next_cursor
+        .and_then(|c| HeaderValue::from_str(&c).ok())
+    {
+        resp.headers_mut().insert("x-next-cursor", next);
+    }
+    Ok(resp)
+}
+
+/// `GET /v1/audit/verify`.
+pub(crate) async fn verify(
+    state: &State,
+    headers: &HeaderMap,
+) -> Result<Response<Body>, GatewayError> {
+    require(state, headers, "audit:read")?;
+    let dir = state.audit.dir().to_path_buf();
+    let report = blocking(move || audit::verify(&dir, None)).await?;
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::to_value(&report).unwrap_or_default(),
+    ))
+}
+
+/// `GET /v1/audit/checkpoint`: the latest signed checkpoint, to keep off-host.
+pub(crate) async fn checkpoint(
+    state: &State,
+    headers: &HeaderMap,
+) -> Result<Response<Body>, GatewayError> {
+    require(state, headers, "audit:read")?;
+    let dir = state.audit.dir().to_path_buf();
+    match blocking(move || audit::read_latest_checkpoint(&dir)).await? {
+        Some(cp) => Ok(json(
+            StatusCode::OK,
+            &serde_json::to_value(&cp).unwrap_or_default(),
+        )),
+        None => Err(GatewayError::NotFound(
+            "no checkpoint yet: set [audit] checkpoint_key, and wait for the first records".into(),
+        )),
+    }
+}
+
+/// One access, as shown in the report (no personal values: paths and counts only).
+fn access_json(r: &AuditRecord) -> serde_json::Value {
+    serde_json::json!({
+        "seq": r.seq, "ts": r.ts, "caller": r.caller, "purpose": r.purpose, "region": r.region,
+        "route": r.route, "method": r.method, "path": r.path, "decision": r.decision.as_str(),
+        "reason": r.reason, "policy": r.policy, "consent": r.consent.as_str(), "status": r.status,
+        "fields_removed": r.fields_removed, "redactions": r.redactions,
+    })
+}
+
+/// `GET /v1/subjects/{s}/report[?format=json|html|markdown]`: consents (current and history)
+/// and every access to this subject, for answering a person's access request.
+pub(crate) async fn report(
+    state: &State,
+    headers: &HeaderMap,
+    raw_query: Option<&str>,
+    subject: &str,
+) -> Result<Response<Body>, GatewayError> {
+    require(state, headers, "audit:read")?;
+    crate::consent::validate_subject(subject)
+        .map_err(|e| GatewayError::BadRequest(e.to_string()))?;
+    let format = query(raw_query, &["format"])?
+        .into_iter()
+        .next()
+        .map(|(_, v)| v);
+    let current = super::consent::current_json(state, subject).await?;
+    let receipts = super::consent::history_receipts(state, subject).await?;
+    let dir = state.audit.dir().to_path_buf();
+    let filter = Filter {
+        subject: Some(subject.to_string()),
+        ..Filter::default()
+    };
+    let accesses = blocking(move || {
+        let mut out = Vec::new();
+        audit::scan(&dir, &filter, |_, r| {
+            out.push(access_json(r));
+            Ok(())
+        })?;
+        Ok(out)
+    })
+    .await?;
+    let generated = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let doc = serde_json::json!({
+        "subject": subject,
+        "generated_at": generated,
+        "region": current["region"],
+        "consents": current["consents"],
+        "consent_history": receipts,
+        "accesses": accesses,
+    });
+    match format.as_deref() {
+        None | Some("json") => Ok(json(StatusCode::OK, &doc)),
+        Some("html") => Ok(text(render_html(&doc), "text/html; charset=utf-8")),
+        Some("markdown") | Some("md") => {
+            Ok(text(render_markdown(&doc), "text/markdown; charset=utf-8"))
+        }
+        Some(_) => Err(GatewayError::BadRequest(
+            "format must be json, html or markdown".into(),
+        )),
+    }
+}
+
+fn text(body: String, content_type: &'static str) -> Response<Body> {
+    let mut resp = Response::new(full(body));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+fn s(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "—".into(),
+        serde_json::Value::Array(a) => a.iter().map(s).collect::<Vec<_>>().join(", "),
+        serde_json::Value::Object(o) => o
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", s(v)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        other => other.to_string(),
+    }
+}
+
+const CONSENT_COLS: [(&str, &str); 5] = [
+    ("purpose", "Purpose"),
+    ("status", "Status"),
+    ("effective", "In effect now"),
+    ("expires_at", "Expires"),
+    ("recorded_at", "Recorded"),
+];
+const HISTORY_COLS: [(&str, &str); 5] = [
+    ("recorded_at", "When"),
+    ("purpose", "Purpose"),
+    ("status", "Decision"),
+    ("source", "Source"),
+    ("id", "Receipt"),
+];
+const ACCESS_COLS: [(&str, &str); 8] = [
+    ("ts", "When"),
+    ("caller", "Who (service)"),
+    ("purpose", "Purpose"),
+    ("decision", "Decision"),
+    ("reason", "Reason"),
+    ("status", "Status"),
+    ("fields_removed", "Fields withheld"),
+    ("redactions", "Values masked"),
+];
+
+fn rows<'a>(doc: &'a serde_json::Value, key: &str) -> &'a [serde_json::Value] {
+    doc[key].as_array().map(Vec::as_slice).unwrap_or(&[])
+}
+
+fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn html_table(out: &mut String, title: &str, cols: &[(&str, &str)], items: &[serde_json::Value]) {
+    let _ = write!(out, "<h2>{}</h2>", escape_html(title));
+    if items.is_empty() {
+        out.push_str("<p>None.</p>");
+        return;
+    }
+    out.push_str("<table><thead><tr>");
+    for (_, head) in cols {
+        let _ = write!(out, "<th>{}</th>", escape_html(head));
+    }
+    out.push_str("</tr></thead><tbody>");
+    for item in items {
+        out.push_str("<tr>");
+        for (key, _) in cols {
+            let _ = write!(out, "<td>{}</td>", escape_html(&s(&item[*key])));
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</tbody></table>");
+}
+
+fn render_html(doc: &serde_json::Value) -> String {
+    let subject = escape_html(&s(&doc["subject"]));
+    let mut out = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Access report for {subject}</title>\
+         <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #999;padding:4px 8px;text-align:left}}</style></head><body>\
+         <h1>Access report for data subject {subject}</h1><p>Generated {} · region {}</p>",
+        escape_html(&s(&doc["generated_at"])),
+        escape_html(&s(&doc["region"]))
+    );
+    html_table(
+        &mut out,
+        "Current consents",
+        &CONSENT_COLS,
+        rows(doc, "consents"),
+    );
+    html_table(
+        &mut out,
+        "Consent history",
+        &HISTORY_COLS,
+        rows(doc, "consent_history"),
+    );
+    html_table(
+        &mut out,
+        "Every access to this person's data",
+        &ACCESS_COLS,
+        rows(doc, "accesses"),
+    );
+    out.push_str("<p>Records list which fields were withheld and how many values were masked; they never contain the data itself.</p></body></html>");
+    out
+}
+
+fn md_cell(v: &serde_json::Value) -> String {
+    s(v).replace('|', "\\|").replace('\n', " ")
+}
+
+fn md_table(out: &mut String, title: &str, cols: &[(&str, &str)], items: &[serde_json::Value]) {
+    let _ = writeln!(out, "\n## {title}\n");
+    if items.is_empty() {
+        out.push_str("None.\n");
+        return;
+    }
+    let heads: Vec<&str> = cols.iter().map(|(_, h)| *h).collect();
+    let _ = writeln!(out, "| {} |", heads.join(" | "));
+    let _ = writeln!(out, "|{}", "---|".repeat(cols.len()));
+    for item in items {
+        let cells: Vec<String> = cols.iter().map(|(k, _)| md_cell(&item[*k])).collect();
+        let _ = writeln!(out, "| {} |", cells.join(" | "));
+    }
+}
+
+fn render_markdown(doc: &serde_json::Value) -> String {
+    let mut out = format!(
+        "# Access report for data subject {}\n\nGenerated {} · region {}\n",
+        md_cell(&doc["subject"]),
+        md_cell(&doc["generated_at"]),
+        md_cell(&doc["region"])
+    );
+    md_table(
+        &mut out,
+        "Current consents",
+        &CONSENT_COLS,
+        rows(doc, "consents"),
+    );
+    md_table(
+        &mut out,
+        "Consent history",
+        &HISTORY_COLS,
+        rows(doc, "consent_history"),
+    );
+    md_table(
+        &mut out,
+        "Every access to this person's data",
+        &ACCESS_COLS,
+        rows(doc, "accesses"),
+    );
+    out.push_str("\nRecords list which fields were withheld and how many values were masked; they never contain the data itself.\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_is_escaped_and_markdown_pipes_too() {
+        let doc = serde_json::json!({"subject": "<c-1>", "generated_at": "t", "region": "eu",
+            "consents": [], "consent_history": [],
+            "accesses": [{"ts": "t", "caller": "a|b", "purpose": "marketing", "decision": "allow",
+                          "reason": "<script>", "status": 200, "fields_removed": ["email"], "redactions": {"card": 1}}]});
+        let html = render_html(&doc);
+        assert!(
+            html.contains("&lt;c-1&gt;")
+                && html.contains("&lt;script&gt;")
+                && !html.contains("<script>")
+        );
+        let md = render_markdown(&doc);
+        assert!(md.contains("a\\|b") && md.contains("card: 1"));
+    }
+}
