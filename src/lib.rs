@@ -125,11 +125,12 @@ impl Gateway {
         let audit = audit::AuditLog::open(audit_config(&settings))?;
         let data = bind("gateway.listen", settings.gateway.listen).await?;
         let admin = bind("admin.listen", settings.admin_listen).await?;
+        let metrics = metrics::Metrics::new(settings.routes.iter().map(|r| r.name.as_str()));
         let state = Arc::new(State {
             settings,
             verifier,
             client,
-            metrics: metrics::Metrics::default(),
+            metrics,
             store,
             policies,
             audit,

@@ -1,8 +1,6 @@
 //! Prometheus metrics for the data plane, rendered in the text exposition format.
 
-use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -57,79 +55,134 @@ impl Histogram {
     }
 }
 
-/// Data-plane metrics, labelled by route name.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, u16), u64>>,
-    latency: Mutex<BTreeMap<String, std::sync::Arc<Histogram>>>,
-    upstream_errors: Mutex<BTreeMap<(String, &'static str), u64>>,
-    decisions: Mutex<BTreeMap<(String, &'static str), u64>>,
+/// Upstream failure kinds counted per route.
+pub const UPSTREAM_ERROR_KINDS: [&str; 5] = [
+    "connect",
+    "timeout",
+    "body",
+    "request_too_large",
+    "response_too_large",
+];
+/// Decisions counted per route.
+pub const DECISIONS: [&str; 3] = ["allow", "deny", "report_deny"];
+
+/// Counters of one route (or of requests that matched none): lock-free, allocated at start.
+#[derive(Debug)]
+struct RouteMetrics {
+    name: String,
+    /// Index `status - 100` for statuses 100..=599.
+    statuses: Vec<AtomicU64>,
+    latency: Histogram,
+    upstream_errors: [AtomicU64; 5],
+    decisions: [AtomicU64; 3],
 }
 
-fn bump<K: Ord>(map: &Mutex<BTreeMap<K, u64>>, key: K) {
-    if let Ok(mut m) = map.lock() {
-        *m.entry(key).or_default() += 1;
+impl RouteMetrics {
+    fn new(name: String) -> RouteMetrics {
+        RouteMetrics {
+            name,
+            statuses: (100..600).map(|_| AtomicU64::new(0)).collect(),
+            latency: Histogram::default(),
+            upstream_errors: Default::default(),
+            decisions: Default::default(),
+        }
     }
+}
+
+/// Data-plane metrics, labelled by route name. Routes are known at start, so recording is a
+/// few atomic adds and never allocates.
+#[derive(Debug)]
+pub struct Metrics {
+    /// One per configured route, then one for requests that matched no route (`route="-"`).
+    routes: Vec<RouteMetrics>,
 }
 
 impl Metrics {
-    /// Counts one finished request and its latency. `route` is `"-"` when none matched.
-    pub fn request(&self, route: &str, status: u16, elapsed: Duration) {
-        bump(&self.requests, (route.to_string(), status));
-        let hist = self
-            .latency
-            .lock()
-            .ok()
-            .map(|mut m| m.entry(route.to_string()).or_default().clone());
-        if let Some(h) = hist {
-            h.observe(elapsed);
+    /// Metrics for the given route names (in route-table order).
+    pub fn new<'a>(routes: impl IntoIterator<Item = &'a str>) -> Metrics {
+        let mut all: Vec<RouteMetrics> = routes
+            .into_iter()
+            .map(|n| RouteMetrics::new(n.to_string()))
+            .collect();
+        all.push(RouteMetrics::new("-".into()));
+        Metrics { routes: all }
+    }
+
+    fn route(&self, index: Option<usize>) -> Option<&RouteMetrics> {
+        let last = self.routes.len().checked_sub(1)?;
+        self.routes.get(index.unwrap_or(last).min(last))
+    }
+
+    /// Counts one finished request and its latency (`index`: the route's position, `None`
+    /// when no route matched).
+    pub fn request(&self, index: Option<usize>, status: u16, elapsed: Duration) {
+        if let Some(r) = self.route(index) {
+            if let Some(c) = r.statuses.get(usize::from(status.saturating_sub(100))) {
+                c.fetch_add(1, Ordering::Relaxed);
+            }
+            r.latency.observe(elapsed);
         }
     }
 
-    /// Counts an upstream failure (`timeout`, `connect`, `body`, …).
-    pub fn upstream_error(&self, route: &str, kind: &'static str) {
-        bump(&self.upstream_errors, (route.to_string(), kind));
+    /// Counts an upstream failure of a kind in [`UPSTREAM_ERROR_KINDS`].
+    pub fn upstream_error(&self, index: Option<usize>, kind: &str) {
+        if let (Some(r), Some(i)) = (
+            self.route(index),
+            UPSTREAM_ERROR_KINDS.iter().position(|k| *k == kind),
+        ) {
+            r.upstream_errors[i].fetch_add(1, Ordering::Relaxed);
+        }
     }
 
-    /// Counts a consent decision on a personal-data route.
-    pub fn decision(&self, route: &str, decision: &'static str) {
-        bump(&self.decisions, (route.to_string(), decision));
+    /// Counts a consent decision (one of [`DECISIONS`]).
+    pub fn decision(&self, index: Option<usize>, decision: &str) {
+        if let (Some(r), Some(i)) = (
+            self.route(index),
+            DECISIONS.iter().position(|d| *d == decision),
+        ) {
+            r.decisions[i].fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Renders all series.
     pub fn render(&self, out: &mut String) {
         out.push_str("# HELP consentgate_requests_total Requests answered, by route and status.\n");
         out.push_str("# TYPE consentgate_requests_total counter\n");
-        if let Ok(m) = self.requests.lock() {
-            for ((route, status), n) in m.iter() {
-                let _ = writeln!(
-                    out,
-                    "consentgate_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
-                );
+        for r in &self.routes {
+            for (i, c) in r.statuses.iter().enumerate() {
+                let n = c.load(Ordering::Relaxed);
+                if n > 0 {
+                    let _ = writeln!(
+                        out,
+                        "consentgate_requests_total{{route=\"{}\",status=\"{}\"}} {n}",
+                        r.name,
+                        i + 100
+                    );
+                }
             }
         }
         out.push_str(
             "# HELP consentgate_request_duration_seconds Time from request to response headers.\n",
         );
         out.push_str("# TYPE consentgate_request_duration_seconds histogram\n");
-        if let Ok(m) = self.latency.lock() {
-            for (route, h) in m.iter() {
-                h.render(
-                    out,
-                    "consentgate_request_duration_seconds",
-                    &format!("route=\"{route}\""),
-                );
-            }
+        for r in &self.routes {
+            r.latency.render(
+                out,
+                "consentgate_request_duration_seconds",
+                &format!("route=\"{}\"", r.name),
+            );
         }
         out.push_str(
             "# HELP consentgate_upstream_errors_total Upstream failures, by route and kind.\n",
         );
         out.push_str("# TYPE consentgate_upstream_errors_total counter\n");
-        if let Ok(m) = self.upstream_errors.lock() {
-            for ((route, kind), n) in m.iter() {
+        for r in &self.routes {
+            for (kind, c) in UPSTREAM_ERROR_KINDS.iter().zip(&r.upstream_errors) {
                 let _ = writeln!(
                     out,
-                    "consentgate_upstream_errors_total{{route=\"{route}\",kind=\"{kind}\"}} {n}"
+                    "consentgate_upstream_errors_total{{route=\"{}\",kind=\"{kind}\"}} {}",
+                    r.name,
+                    c.load(Ordering::Relaxed)
                 );
             }
         }
@@ -137,11 +190,13 @@ impl Metrics {
             "# HELP consentgate_decisions_total Consent decisions on personal-data routes.\n",
         );
         out.push_str("# TYPE consentgate_decisions_total counter\n");
-        if let Ok(m) = self.decisions.lock() {
-            for ((route, d), n) in m.iter() {
+        for r in &self.routes {
+            for (d, c) in DECISIONS.iter().zip(&r.decisions) {
                 let _ = writeln!(
                     out,
-                    "consentgate_decisions_total{{route=\"{route}\",decision=\"{d}\"}} {n}"
+                    "consentgate_decisions_total{{route=\"{}\",decision=\"{d}\"}} {}",
+                    r.name,
+                    c.load(Ordering::Relaxed)
                 );
             }
         }
@@ -154,10 +209,11 @@ mod tests {
 
     #[test]
     fn renders_counters_and_histogram() {
-        let m = Metrics::default();
-        m.request("customers", 200, Duration::from_millis(3));
-        m.request("customers", 200, Duration::from_millis(30));
-        m.upstream_error("customers", "timeout");
+        let m = Metrics::new(["customers"]);
+        m.request(Some(0), 200, Duration::from_millis(3));
+        m.request(Some(0), 200, Duration::from_millis(30));
+        m.upstream_error(Some(0), "timeout");
+        m.request(None, 404, Duration::from_millis(1));
         let mut out = String::new();
         m.render(&mut out);
         assert!(out.contains("consentgate_requests_total{route=\"customers\",status=\"200\"} 2"));

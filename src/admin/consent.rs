@@ -244,7 +244,9 @@ pub(crate) async fn history(
     }
 }
 
-/// `POST /v1/consents/import` (NDJSON): all lines or none.
+/// `POST /v1/consents/import` (NDJSON): all lines or none. Besides the format checks, every
+/// line's region must have a loaded policy and its purpose must be defined by one, as for the
+/// single-write endpoints.
 pub(crate) async fn import(
     state: &State,
     headers: &HeaderMap,
@@ -253,7 +255,34 @@ pub(crate) async fn import(
 ) -> Result<Response<Body>, GatewayError> {
     require(state, headers, "consent:write")?;
     let bytes = body(req, state.settings.gateway.max_body_bytes).await?;
-    let report = blocking(&state.store, move |store| store.import(&bytes)).await?;
+    let parsed = consent::parse_import(&bytes).map_err(store_error)?;
+    let set = state.policies.current();
+    let mut errors = parsed.errors;
+    for line in &parsed.lines {
+        let purpose_known = set
+            .iter()
+            .any(|p| p.purpose(&line.change.purpose).is_some());
+        let region_known = line.region.as_deref().is_none_or(|r| set.get(r).is_some());
+        let reason = match (purpose_known, region_known) {
+            (true, true) => continue,
+            (false, _) => "purpose is not defined by any loaded policy",
+            (true, false) => "region has no loaded policy",
+        };
+        errors.push(consent::LineError {
+            line: line.line,
+            reason: reason.into(),
+        });
+    }
+    errors.sort_by_key(|e| e.line);
+    let report = if errors.is_empty() {
+        blocking(&state.store, move |store| store.import(&bytes)).await?
+    } else {
+        consent::ImportReport {
+            imported: 0,
+            rejected: errors.len(),
+            errors,
+        }
+    };
     if report.errors.is_empty() {
         return Ok(json(
             StatusCode::OK,

@@ -1,5 +1,7 @@
 //! Small request helpers for the admin API: scope checks, query strings, capped bodies.
 
+use std::sync::Arc;
+
 use http::HeaderMap;
 use hyper::body::Incoming;
 
@@ -15,7 +17,7 @@ pub(crate) fn require(
     state: &State,
     headers: &HeaderMap,
     scope: &str,
-) -> Result<Caller, GatewayError> {
+) -> Result<Arc<Caller>, GatewayError> {
     let caller = state
         .verifier
         .verify_header(headers.get_all(http::header::AUTHORIZATION).iter())

@@ -6,7 +6,10 @@
 
 mod keys;
 
+mod cache;
+
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use http::HeaderValue;
 use jsonwebtoken::errors::ErrorKind;
@@ -95,6 +98,8 @@ pub enum AuthError {
 #[derive(Deserialize)]
 struct Claims {
     #[serde(default)]
+    exp: Option<u64>,
+    #[serde(default)]
     sub: Option<String>,
     #[serde(default)]
     purposes: Vec<String>,
@@ -109,6 +114,7 @@ pub struct Verifier {
     issuer: String,
     audience: String,
     leeway: u64,
+    cache: cache::TokenCache,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -138,6 +144,7 @@ impl Verifier {
             issuer: s.issuer.clone(),
             audience: s.audience.clone(),
             leeway: s.leeway.as_secs(),
+            cache: cache::TokenCache::default(),
         })
     }
 
@@ -145,7 +152,7 @@ impl Verifier {
     pub fn verify_header<'a>(
         &self,
         mut values: impl Iterator<Item = &'a HeaderValue>,
-    ) -> Result<Caller, AuthError> {
+    ) -> Result<Arc<Caller>, AuthError> {
         let value = values.next().ok_or(AuthError::Missing)?;
         if values.next().is_some() {
             return Err(AuthError::NotBearer);
@@ -161,11 +168,24 @@ impl Verifier {
         self.verify(token)
     }
 
-    /// Verifies a compact JWT.
-    pub fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+    /// Verifies a compact JWT. A token that verified before is answered from a cache keyed by
+    /// its SHA-256 until its `exp` (plus leeway) passes; failures are never cached.
+    pub fn verify(&self, token: &str) -> Result<Arc<Caller>, AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::TooLarge);
         }
+        let key = cache::key(token);
+        if let Some(caller) = self.cache.get(&key, cache::now()) {
+            return Ok(caller);
+        }
+        let (caller, exp) = self.verify_uncached(token)?;
+        let caller = Arc::new(caller);
+        self.cache
+            .insert(key, caller.clone(), exp.saturating_add(self.leeway));
+        Ok(caller)
+    }
+
+    fn verify_uncached(&self, token: &str) -> Result<(Caller, u64), AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
             ErrorKind::InvalidAlgorithmName | ErrorKind::UnsupportedAlgorithm => {
                 AuthError::UnsupportedAlgorithm
@@ -225,7 +245,7 @@ impl Verifier {
         if sub.is_empty() || sub.len() > 256 {
             return Err(AuthError::BadClaims);
         }
-        Ok(Caller {
+        let caller = Caller {
             name: sub,
             purposes: claims.purposes,
             scopes: claims
@@ -233,6 +253,8 @@ impl Verifier {
                 .split_ascii_whitespace()
                 .map(str::to_string)
                 .collect(),
-        })
+        };
+        // `exp` is required by the validation above; without it nothing is cached.
+        Ok((caller, claims.exp.unwrap_or(0)))
     }
 }

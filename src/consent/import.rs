@@ -59,6 +59,8 @@ pub struct LineError {
 /// One valid import line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImportLine {
+    /// 1-based line number in the uploaded text.
+    pub line: usize,
     /// The consent change (collection method `import`).
     pub change: ConsentChange,
     /// The subject's region, when the line sets it.
@@ -90,7 +92,7 @@ pub fn parse_import(ndjson: &[u8]) -> Result<ParsedImport, StoreError> {
                 max: MAX_IMPORT_LINES,
             });
         }
-        match parse_line(raw) {
+        match parse_line(raw, index + 1) {
             Ok(line) => parsed.lines.push(line),
             Err(reason) => parsed.errors.push(LineError {
                 line: index + 1,
@@ -101,7 +103,7 @@ pub fn parse_import(ndjson: &[u8]) -> Result<ParsedImport, StoreError> {
     Ok(parsed)
 }
 
-fn parse_line(raw: &[u8]) -> Result<ImportLine, String> {
+fn parse_line(raw: &[u8], line: usize) -> Result<ImportLine, String> {
     let value: Value = serde_json::from_slice(raw).map_err(|e| format!("not valid JSON: {e}"))?;
     let Value::Object(object) = value else {
         return Err("each line must be one JSON object".to_owned());
@@ -134,7 +136,11 @@ fn parse_line(raw: &[u8]) -> Result<ImportLine, String> {
         recorded_at,
     };
     change.validate().map_err(|e| e.to_string())?;
-    Ok(ImportLine { change, region })
+    Ok(ImportLine {
+        line,
+        change,
+        region,
+    })
 }
 
 fn required(object: &Map<String, Value>, key: &'static str) -> Result<String, String> {

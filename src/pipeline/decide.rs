@@ -80,10 +80,9 @@ pub(crate) fn decide(
     let decision = policy.decide(&purpose, consent, resolve::gpc(headers));
     ctx.verdict = Some(decision.verdict);
     ctx.reason = Some(decision.reason);
-    state.metrics.decision(
-        ctx.route.as_deref().unwrap_or("-"),
-        decision.verdict.as_str(),
-    );
+    state
+        .metrics
+        .decision(ctx.route_index, decision.verdict.as_str());
     if decision.verdict == Verdict::Deny {
         return Err(GatewayError::ConsentRequired(format!(
             "the subject's consent does not allow purpose '{purpose_name}' ({})",

@@ -36,6 +36,8 @@ use crate::state::State;
 pub(crate) struct Ctx {
     pub(crate) request_id: String,
     pub(crate) route: Option<String>,
+    /// The matched route's position in the route table (metrics).
+    pub(crate) route_index: Option<usize>,
     /// The matched route handles personal data: the request is audited.
     pub(crate) personal: bool,
     /// Normalised path (or the raw one when normalisation failed).
@@ -68,7 +70,6 @@ pub(crate) async fn handle(
     let method = req.method().clone();
     ctx.path = req.uri().path().to_string();
     let result = handle_inner(&state, req, conn, &mut ctx).await;
-    let route = ctx.route.clone().unwrap_or_else(|| "-".into());
     let (mut resp, error) = match result {
         Ok(resp) => (resp, None),
         Err(err) => {
@@ -81,7 +82,7 @@ pub(crate) async fn handle(
             ) {
                 state
                     .metrics
-                    .upstream_error(&route, forward::error_kind(&err));
+                    .upstream_error(ctx.route_index, forward::error_kind(&err));
             }
             (error_response(&err, &ctx.request_id), Some(err))
         }
@@ -94,10 +95,10 @@ pub(crate) async fn handle(
     }
     let elapsed = start.elapsed();
     let status = resp.status().as_u16();
-    state.metrics.request(&route, status, elapsed);
+    state.metrics.request(ctx.route_index, status, elapsed);
     tracing::info!(
         request_id = %ctx.request_id,
-        route = %route,
+        route = ctx.route.as_deref().unwrap_or("-"),
         method = %method,
         status,
         caller = ctx.caller.as_deref().unwrap_or("-"),
@@ -134,6 +135,7 @@ async fn handle_inner(
     let resolved = resolve::route(&settings.routes, req.uri().path())?;
     let route = resolved.route;
     ctx.route = Some(route.name.clone());
+    ctx.route_index = Some(resolved.index);
     ctx.personal = route.personal_data;
     ctx.path = resolved.path.clone();
     let caller = if route.public {

@@ -8,6 +8,7 @@ use crate::routing::{Route, RouteTable, decode_segment, normalize};
 
 /// The route a request matched, on its normalised path.
 pub(crate) struct Resolved<'a> {
+    pub(crate) index: usize,
     pub(crate) route: &'a Route,
     pub(crate) path: String,
     pub(crate) subject: Option<String>,
@@ -20,7 +21,7 @@ pub(crate) fn route<'a>(
 ) -> Result<Resolved<'a>, GatewayError> {
     let path = normalize(raw_path)
         .map_err(|e| GatewayError::BadPath(format!("{e}; send a plain, normalised path")))?;
-    let (_, route, m) = table.find(&path).ok_or(GatewayError::NoRoute)?;
+    let (index, route, m) = table.find(&path).ok_or(GatewayError::NoRoute)?;
     let subject = match m.subject {
         Some(raw) => Some(decode_segment(raw).ok_or_else(|| {
             GatewayError::BadPath("the subject segment is not valid UTF-8".into())
@@ -28,6 +29,7 @@ pub(crate) fn route<'a>(
         None => None,
     };
     Ok(Resolved {
+        index,
         route,
         path,
         subject,

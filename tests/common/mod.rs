@@ -1,6 +1,12 @@
 //! Shared test support: dev keys in a temp dir, an in-process upstream on port 0, the gateway
 //! in-process on port 0, a plain hyper client, and token minting for good and bad tokens.
-#![allow(dead_code, unreachable_pub, missing_docs, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -410,4 +416,425 @@ pub async fn raw_get(addr: SocketAddr, path: &str, token: &str, extra: &str) -> 
         "GET {path} HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {token}\r\n{extra}Connection: close\r\n\r\n"
     );
     raw(addr, req.as_bytes()).await
+}
+
+// --- consent-tests helpers ---
+
+/// `http://{admin}{path}` for a gateway's admin listener.
+pub fn admin_url(gw: &TestGateway, path: &str) -> String {
+    format!("http://{}{}", gw.admin, path)
+}
+
+/// Builds a request with an optional bearer token and an optional body.
+pub fn build_request(
+    method: Method,
+    url: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> Request<Full<Bytes>> {
+    let mut b = Request::builder().method(method).uri(url);
+    if let Some(t) = token {
+        b = b.header("authorization", format!("Bearer {t}"));
+    }
+    if body.is_some() {
+        b = b.header("content-type", "application/json");
+    }
+    let bytes = Bytes::from(body.unwrap_or("").to_owned());
+    b.body(Full::new(bytes)).unwrap()
+}
+
+/// Sends a request and reads the answer; `Err` when the connection fails (for crash tests).
+pub async fn try_send(req: Request<Full<Bytes>>) -> Result<Reply, String> {
+    let resp = client().request(req).await.map_err(|e| e.to_string())?;
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+    Ok(Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    })
+}
+
+/// An admin-API call on `gw` (path starting with `/`).
+pub async fn admin_call(
+    gw: &TestGateway,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> Reply {
+    send(build_request(method, &admin_url(gw, path), token, body)).await
+}
+
+/// A token holding every consent scope (`consent:write consent:read`).
+pub fn consent_admin_token() -> String {
+    token("consent-admin", &[], "consent:write consent:read")
+}
+
+/// Sets a subject's region through the admin API and asserts it worked.
+pub async fn set_subject_region(gw: &TestGateway, subject: &str, region: &str) {
+    let body = json!({ "region": region }).to_string();
+    let r = admin_call(
+        gw,
+        Method::PUT,
+        &format!("/v1/subjects/{subject}"),
+        Some(&consent_admin_token()),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "set region: {}", r.text());
+}
+
+/// Records a consent decision (`body` is the JSON body) and returns the reply.
+pub async fn put_consent_body(gw: &TestGateway, subject: &str, purpose: &str, body: &str) -> Reply {
+    admin_call(
+        gw,
+        Method::PUT,
+        &format!("/v1/subjects/{subject}/consents/{purpose}"),
+        Some(&consent_admin_token()),
+        Some(body),
+    )
+    .await
+}
+
+/// Records `status` (granted / denied) for a purpose and asserts it was acknowledged.
+pub async fn put_consent_status(
+    gw: &TestGateway,
+    subject: &str,
+    purpose: &str,
+    status: &str,
+) -> Value {
+    let r = put_consent_body(
+        gw,
+        subject,
+        purpose,
+        &json!({ "status": status }).to_string(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "put consent: {}", r.text());
+    r.json()
+}
+
+/// Withdraws a purpose and asserts it was acknowledged.
+pub async fn withdraw_consent(gw: &TestGateway, subject: &str, purpose: &str) -> Value {
+    let r = admin_call(
+        gw,
+        Method::DELETE,
+        &format!("/v1/subjects/{subject}/consents/{purpose}"),
+        Some(&consent_admin_token()),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "withdraw: {}", r.text());
+    r.json()
+}
+
+/// `GET /v1/subjects/{s}/consents` as JSON.
+pub async fn current_consents(gw: &TestGateway, subject: &str) -> Value {
+    let r = admin_call(
+        gw,
+        Method::GET,
+        &format!("/v1/subjects/{subject}/consents"),
+        Some(&consent_admin_token()),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "current: {}", r.text());
+    r.json()
+}
+
+/// An RFC 3339 UTC timestamp `secs` seconds from now (negative: in the past).
+pub fn rfc3339_in(secs: i64) -> String {
+    let at = time::OffsetDateTime::now_utc() + time::Duration::seconds(secs);
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+/// A realistic customer document (invented data; the card number is a public test number).
+pub fn sample_customer(id: &str) -> Value {
+    json!({
+        "id": id, "first_name": "Anna", "last_name": "Schmidt",
+        "email": "anna.schmidt@example.eu", "phone": "+49 30 1234567",
+        "date_of_birth": "1987-04-12", "national_id": "T22000129",
+        "address": {"street": "Hauptstr. 5", "city": "Berlin", "postcode": "10115", "country": "DE"},
+        "region": "eu", "preferences": {"newsletter": true, "language": "de"},
+        "payment": {"card_number": "4111 1111 1111 1111", "iban": "DE89 3704 0044 0532 0130 00"},
+        "orders": [
+            {"id": "o-5001", "sku": "SKU-1234", "total": 42.5, "placed_at": "2026-10-02T09:14:00Z"},
+            {"id": "o-5002", "sku": "SKU-9876", "total": 12.0, "placed_at": "2026-11-01T17:40:00Z"}
+        ],
+        "support_notes": "Customer called from +49 30 1234567 about card 4111 1111 1111 1111"
+    })
+}
+
+// --- pipeline-tests helpers ---
+
+/// Every purpose the caller of the pipeline tests may declare.
+pub const PIPELINE_PURPOSES: &[&str] = &[
+    "marketing",
+    "analytics",
+    "personalisation",
+    "order_fulfilment",
+    "support",
+    "tax_reporting",
+];
+
+/// A token for an auditor and policy admin (`audit:read policy:read policy:admin`).
+pub fn auditor_token() -> String {
+    token("auditor", &[], "audit:read policy:read policy:admin")
+}
+
+/// One case of `policies/tests/<region>.yaml` by name: its `input` and `expect.body`
+/// (`Value::Null` when the case has no body).
+pub fn policy_case(region: &str, name: &str) -> (Value, Value) {
+    let path = format!(
+        "{}/policies/tests/{region}.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    let cases: Vec<Value> = serde_saphyr::from_str(&text).unwrap();
+    let case = cases
+        .into_iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no case {name:?} in {path}"));
+    (case["input"].clone(), case["expect"]["body"].clone())
+}
+
+/// The demo's sample document of `id` (`consentgate::demo::data::customers()`).
+pub fn demo_doc(id: &str) -> Value {
+    consentgate::demo::data::customers()
+        .into_iter()
+        .find(|c| c.id == id)
+        .map(|c| c.doc)
+        .unwrap_or_else(|| panic!("no demo customer {id}"))
+}
+
+/// Every string leaf of `v` (for "no personal value leaked" checks).
+pub fn string_leaves(v: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    fn walk(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::String(s) => out.push(s.clone()),
+            Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            Value::Object(o) => o.values().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    walk(v, &mut out);
+    out
+}
+
+/// GET a personal route of `gw` with a purpose (`None`: no `X-Purpose`) and extra headers.
+pub async fn get_personal(
+    gw: &TestGateway,
+    path: &str,
+    token: Option<&str>,
+    purpose: Option<&str>,
+    extra: &[(&str, &str)],
+) -> Reply {
+    let mut headers: Vec<(&str, &str)> = extra.to_vec();
+    if let Some(p) = purpose {
+        headers.push(("x-purpose", p));
+    }
+    get(&gw.url(path), token, &headers).await
+}
+
+/// The config of [`config_text`] with the audit log in `audit_dir` (an absolute path, so it
+/// outlives the gateway's own temp dir) and extra `[audit]` lines.
+pub fn config_with_audit(
+    upstream: SocketAddr,
+    extra_gateway: &str,
+    audit_dir: &Path,
+    audit_extra: &str,
+) -> String {
+    let text = config_text(upstream, extra_gateway);
+    let from = "[audit]\ndir = \"data/audit\"\n";
+    assert!(text.contains(from), "config_text changed its [audit] table");
+    text.replace(
+        from,
+        &format!(
+            "[audit]\ndir = \"{}\"\n{audit_extra}\n",
+            audit_dir.display()
+        ),
+    )
+}
+
+/// The segment files (`<20 digits>.jsonl`) of an audit dir, oldest first.
+pub fn audit_segments(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.is_file()
+                        && p.file_name()
+                            .and_then(|n| n.to_str())
+                            .and_then(|n| n.strip_suffix(".jsonl"))
+                            .is_some_and(|d| d.len() == 20 && d.bytes().all(|b| b.is_ascii_digit()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// The raw lines of every segment of an audit dir, in order.
+pub fn audit_raw_lines(dir: &Path) -> Vec<String> {
+    audit_segments(dir)
+        .iter()
+        .flat_map(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// Every record of an audit dir, parsed, in order.
+pub fn audit_records(dir: &Path) -> Vec<Value> {
+    audit_raw_lines(dir)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// [`config_text`] with fixed listen ports, for running the real binary.
+pub fn binary_config(upstream: SocketAddr, gw_port: u16, admin_port: u16, extra: &str) -> String {
+    let text = config_text(upstream, extra);
+    text.replacen(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:{gw_port}\""),
+        1,
+    )
+    .replacen(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:{admin_port}\""),
+        1,
+    )
+}
+
+/// `consentgate serve` as a child process; killed (SIGKILL) when dropped.
+pub struct Binary {
+    pub child: std::process::Child,
+    pub gw: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+impl Binary {
+    /// Writes `config` to `dir/consentgate.toml` and starts `consentgate serve` on it; waits
+    /// until `/healthz` answers (stderr goes to `dir/<log>`).
+    pub async fn start(
+        dir: &Path,
+        config: &str,
+        gw_port: u16,
+        admin_port: u16,
+        log: &str,
+    ) -> Binary {
+        let path = dir.join("consentgate.toml");
+        std::fs::write(&path, config).unwrap();
+        let err = std::fs::File::create(dir.join(log)).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_consentgate"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&path)
+            .current_dir(dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(err)
+            .spawn()
+            .unwrap();
+        let bin = Binary {
+            child,
+            gw: SocketAddr::from(([127, 0, 0, 1], gw_port)),
+            admin: SocketAddr::from(([127, 0, 0, 1], admin_port)),
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let url = format!("http://{}/healthz", bin.admin);
+            if let Ok(r) = try_send(build_request(Method::GET, &url, None, None)).await
+                && r.status == StatusCode::OK
+            {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "consentgate serve did not come up: {}",
+                std::fs::read_to_string(dir.join(log)).unwrap_or_default()
+            );
+            sleep_ms(50).await;
+        }
+        bin
+    }
+
+    /// `http://{admin}{path}`.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin, path)
+    }
+
+    /// `http://{gateway}{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.gw, path)
+    }
+
+    /// Sends a signal by number (`kill -<sig> <pid>`).
+    pub fn signal(&self, sig: &str) {
+        let ok = std::process::Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// SIGTERM and wait for the exit (graceful shutdown); returns whether it exited 0.
+    pub fn stop(mut self) -> bool {
+        self.signal("TERM");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.success();
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs the CLI with `args`; returns (exit code, stdout).
+pub fn cli(args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_consentgate"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
 }
