@@ -3,6 +3,7 @@
 //! free). For throughput the harness uses wrk.
 //!
 //! `cargo run --release --example loadgen -- URL RATE SECONDS CONNECTIONS [Header: value]...`
+//! The first second is warm-up (connections opened, caches filled) and is not recorded.
 //! Prints one JSON line: `{"rate","sent","ok","errors","p50_us","p99_us","p999_us","max_us"}`.
 #![allow(missing_docs)]
 
@@ -46,10 +47,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(conns)
             .build_http();
-        let total = (rate * seconds) as usize;
+        let total = (rate * (seconds + 1.0)) as usize;
         let interval = Duration::from_secs_f64(1.0 / rate);
         let (tx, rx) = async_channel(total);
         let start = Instant::now();
+        let warm_until = start + Duration::from_secs(1);
         let mut workers = Vec::new();
         for _ in 0..conns {
             let rx = rx.clone();
@@ -68,7 +70,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     match client.request(req).await {
                         Ok(resp) if resp.status().is_success() => {
                             let _ = resp.into_body().collect().await;
-                            lat.push(u64::try_from(scheduled.elapsed().as_micros()).unwrap_or(u64::MAX));
+                            if scheduled >= warm_until {
+                                lat.push(u64::try_from(scheduled.elapsed().as_micros()).unwrap_or(u64::MAX));
+                            }
                         }
                         _ => errors += 1,
                     }

@@ -613,3 +613,85 @@ async fn report_mode_releases_unchanged_and_audits_report_deny() {
     assert!(!removed.contains(&"id") && !removed.contains(&"first_name"));
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn undecodable_and_bomb_compressed_bodies_are_502() {
+    let plain = serde_json::to_vec(&eu_doc()).unwrap();
+    // 1 MiB of JSON from a few KiB of gzip: decoded past max_body_bytes (65536).
+    let mut bomb_json = br#"{"id":"c-1001","pad":""#.to_vec();
+    bomb_json.extend(std::iter::repeat_n(b'a', 1 << 20));
+    bomb_json.extend_from_slice(br#""}"#);
+    let bomb = gzip(&bomb_json);
+    assert!(bomb.len() < 65536);
+    let cases: Arc<Vec<(&str, &str, Vec<u8>)>> = Arc::new(vec![
+        ("bomb", "gzip", bomb),
+        ("zstd", "zstd", plain.clone()),
+        ("corrupt", "gzip", plain),
+    ]);
+    let served = cases.clone();
+    let up = upstream(move |seen| {
+        let (_, enc, body) = served
+            .iter()
+            .find(|(k, _, _)| seen.uri.ends_with(&format!("/{k}")))
+            .unwrap();
+        answer(
+            StatusCode::OK,
+            Some("application/json"),
+            Some(enc),
+            body.clone(),
+        )
+    })
+    .await;
+    let gw = eu_gateway(&up).await;
+    for (kind, code) in [
+        ("bomb", "payload_too_large"),
+        ("zstd", "unprocessable_upstream_body"),
+        ("corrupt", "unprocessable_upstream_body"),
+    ] {
+        let r = get_personal(
+            &gw,
+            &format!("/api/customers/{SUBJECT}/{kind}"),
+            Some(&caller()),
+            Some("support"),
+            &[],
+        )
+        .await;
+        assert_error(&r, StatusCode::BAD_GATEWAY, code, &[CARD, "aaaaaaaa"]);
+        assert!(r.headers.get("content-encoding").is_none());
+    }
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn redacted_responses_are_not_cacheable_and_carry_no_upstream_extras() {
+    let body = serde_json::to_vec(&eu_doc()).unwrap();
+    let up = upstream(move |_| {
+        let mut r = answer(StatusCode::OK, Some("application/json"), None, body.clone());
+        r.headers_mut()
+            .insert("cache-control", "public, max-age=600".parse().unwrap());
+        r.headers_mut().insert(
+            "x-customer-email",
+            "anna.schmidt@example.eu".parse().unwrap(),
+        );
+        r.headers_mut()
+            .insert("set-cookie", "sid=anna".parse().unwrap());
+        r
+    })
+    .await;
+    let gw = eu_gateway(&up).await;
+    let r = get_personal(&gw, PROFILE, Some(&caller()), Some("support"), &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let cc = r
+        .headers
+        .get("cache-control")
+        .map(|v| v.to_str().unwrap().to_ascii_lowercase())
+        .unwrap_or_default();
+    assert!(
+        cc.contains("no-store") || cc.contains("private"),
+        "the purpose-specific body is marked cacheable by shared caches: {cc:?}"
+    );
+    assert_eq!(cc, "no-store, private");
+    assert!(r.headers.get("x-customer-email").is_none());
+    assert!(r.headers.get("set-cookie").is_none());
+    gw.shutdown().await;
+}

@@ -60,6 +60,35 @@ pub fn remove_own_headers(headers: &mut HeaderMap) {
     }
 }
 
+/// Response headers an upstream may pass to the caller on a personal-data route. Anything else
+/// (custom headers, `Set-Cookie`, `Content-Disposition`, `Location`, …) could carry personal data
+/// past redaction and is dropped.
+/// `Content-Length` is kept because the gateway sets it for the redacted body before this runs.
+const PERSONAL_RESPONSE_HEADERS: [&str; 5] = [
+    "content-type",
+    "content-length",
+    "content-language",
+    "date",
+    "retry-after",
+];
+
+/// Keeps only [`PERSONAL_RESPONSE_HEADERS`] and marks the response as not storable by any cache
+/// (`Cache-Control: no-store, private`): a redacted view is specific to one caller and purpose.
+pub fn restrict_personal_response(headers: &mut HeaderMap) {
+    let drop: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| !PERSONAL_RESPONSE_HEADERS.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    for name in drop {
+        headers.remove(name);
+    }
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store, private"),
+    );
+}
+
 /// The request id: a valid incoming `X-Request-Id` (1–128 of `A-Z a-z 0-9 . _ -`) is kept,
 /// otherwise a new random one is made.
 pub fn request_id(headers: &HeaderMap) -> String {
@@ -158,6 +187,25 @@ mod tests {
         remove_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn personal_responses_keep_only_safe_headers() {
+        let mut h = HeaderMap::new();
+        h.insert("content-type", HeaderValue::from_static("application/json"));
+        h.insert(
+            "cache-control",
+            HeaderValue::from_static("public, max-age=600"),
+        );
+        h.insert(
+            "x-customer-email",
+            HeaderValue::from_static("a@example.com"),
+        );
+        h.insert("set-cookie", HeaderValue::from_static("sid=1"));
+        restrict_personal_response(&mut h);
+        assert_eq!(h.len(), 2, "{h:?}");
+        assert_eq!(h["cache-control"], "no-store, private");
+        assert_eq!(h["content-type"], "application/json");
     }
 
     #[test]

@@ -136,6 +136,14 @@ async fn handle_inner(
     let route = resolved.route;
     ctx.route = Some(route.name.clone());
     ctx.route_index = Some(resolved.index);
+    // Known from the path before authentication, so that refused attempts at a person's data
+    // appear in their access report too.
+    if route.personal_data
+        && let Some(subject) = resolved.subject.as_deref()
+        && crate::consent::validate_subject(subject).is_ok()
+    {
+        ctx.subject = Some(subject.to_string());
+    }
     ctx.personal = route.personal_data;
     ctx.path = resolved.path.clone();
     let caller = if route.public {

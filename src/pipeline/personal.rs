@@ -89,6 +89,7 @@ pub(crate) async fn handle(
         g.max_body_bytes,
         ctx,
     )?;
+    crate::http::headers::restrict_personal_response(&mut parts.headers);
     if let Ok(v) = HeaderValue::from_str(&policy.region) {
         parts.headers.insert(&crate::http::headers::X_REGION, v);
     }
