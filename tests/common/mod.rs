@@ -838,3 +838,340 @@ pub fn cli(args: &[&str]) -> (i32, String) {
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
     )
 }
+
+// --- adversarial helpers ---
+
+/// The subject of the marker document (region `eu` once [`prepare_subject`] ran).
+pub const ADV_SUBJECT: &str = "c-1001";
+/// A personal-data path of [`ADV_SUBJECT`].
+pub const ADV_PROFILE: &str = "/api/customers/c-1001/profile";
+/// A unique value in a field no purpose of the shipped policies allows.
+pub const CANARY: &str = "CANARY-7f3a-personal";
+/// Personal values of the demo customer `c-1001`.
+pub const M_EMAIL: &str = "anna.schmidt@example.eu";
+pub const M_LAST_NAME: &str = "Schmidt";
+pub const M_PHONE: &str = "+49 30 1234567";
+pub const M_CARD: &str = "4111 1111 1111 1111";
+pub const M_IBAN: &str = "DE89 3704 0044 0532 0130 00";
+pub const M_DOB: &str = "1987-04-12";
+pub const M_STREET: &str = "Hauptstr";
+/// Every marker eu `marketing` removes or masks (its answer keeps `id`, `first_name`, a masked
+/// e-mail and `preferences`).
+pub const PII_MARKERS: &[&str] = &[
+    CANARY,
+    M_EMAIL,
+    M_LAST_NAME,
+    M_PHONE,
+    M_CARD,
+    M_IBAN,
+    M_DOB,
+    M_STREET,
+];
+/// Every purpose the shipped policies define.
+pub const ADV_PURPOSES: &[&str] = &[
+    "marketing",
+    "analytics",
+    "personalisation",
+    "order_fulfilment",
+    "support",
+    "tax_reporting",
+    "sale",
+    "cross_context_advertising",
+    "identity_verification",
+];
+
+/// The demo customer `c-1001` plus [`CANARY`] in a field every purpose drops.
+pub fn marker_doc() -> Value {
+    let mut doc = demo_doc(ADV_SUBJECT);
+    doc["internal_canary"] = json!(CANARY);
+    doc
+}
+
+/// [`marker_doc`] serialised.
+pub fn marker_bytes() -> Bytes {
+    Bytes::from(serde_json::to_vec(&marker_doc()).unwrap())
+}
+
+/// A token that may declare every purpose.
+pub fn adv_token() -> String {
+    token("crm", ADV_PURPOSES, "")
+}
+
+/// The markers of `markers` found in `text`.
+pub fn leaks(text: &str, markers: &[&str]) -> Vec<String> {
+    markers
+        .iter()
+        .filter(|m| text.contains(**m))
+        .map(|m| (*m).to_string())
+        .collect()
+}
+
+/// Asserts that no marker appears in `text`.
+pub fn assert_no_markers(what: &str, text: &str, markers: &[&str]) {
+    let found = leaks(text, markers);
+    assert!(
+        found.is_empty(),
+        "{what}: personal data leaked {found:?} in {text:?}"
+    );
+}
+
+/// Asserts that no marker appears in a reply's body, header names or header values.
+pub fn assert_reply_clean(what: &str, r: &Reply, markers: &[&str]) {
+    assert_no_markers(what, &r.text(), markers);
+    for (k, v) in &r.headers {
+        let line = format!("{k}: {}", String::from_utf8_lossy(v.as_bytes()));
+        assert_no_markers(what, &line, markers);
+    }
+}
+
+/// Asserts a JSON error reply with `status` and `code` that carries no marker.
+pub fn assert_error_reply(what: &str, r: &Reply, status: u16, code: &str) {
+    assert_eq!(r.status.as_u16(), status, "{what}: {}", r.text());
+    assert_eq!(r.code(), code, "{what}: {}", r.text());
+    assert_eq!(r.headers["content-type"], "application/json", "{what}");
+    assert_reply_clean(what, r, PII_MARKERS);
+}
+
+/// A raw HTTP/1.1 response split into status, lower-cased head and body.
+pub struct RawReply {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+impl RawReply {
+    /// Parses the first response of `text` (a body after the blank line, not de-chunked).
+    pub fn parse(text: &str) -> RawReply {
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
+        RawReply {
+            status,
+            head: head.to_ascii_lowercase(),
+            body: body.to_string(),
+        }
+    }
+
+    /// The JSON error code of the body (empty when there is none).
+    pub fn code(&self) -> String {
+        serde_json::from_str::<Value>(&self.body)
+            .ok()
+            .and_then(|v| v["error"]["code"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
+
+    /// A header value of the head (lower-cased), if present.
+    pub fn header(&self, name: &str) -> Option<String> {
+        let prefix = format!("{}:", name.to_ascii_lowercase());
+        self.head
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix).map(|v| v.trim().to_string()))
+    }
+}
+
+/// Asserts a raw answer: `status`, and when `code` is not empty its JSON error code; never a
+/// marker anywhere.
+pub fn assert_raw(what: &str, text: &str, status: u16, code: &str) -> RawReply {
+    let r = RawReply::parse(text);
+    assert_eq!(r.status, status, "{what}: {text}");
+    if !code.is_empty() {
+        assert_eq!(r.code(), code, "{what}: {text}");
+    }
+    assert_no_markers(what, text, PII_MARKERS);
+    r
+}
+
+/// Writes `request` on a new connection (write errors tolerated: the server may close early),
+/// then reads until EOF or `timeout`. Returns everything read.
+pub async fn raw_exchange(addr: SocketAddr, request: &[u8], timeout: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _ = s.write_all(request).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(timeout, async {
+        let mut buf = [0u8; 8192];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A raw answer stream split into its responses (framed by `Content-Length`; a response
+/// without one runs to the end).
+pub fn split_responses(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while rest.starts_with("HTTP/1.") {
+        let Some(end) = rest.find("\r\n\r\n") else {
+            out.push(rest.to_string());
+            break;
+        };
+        let len = RawReply::parse(&rest[..end + 4])
+            .header("content-length")
+            .and_then(|v| v.parse::<usize>().ok());
+        let stop = match len {
+            Some(n) => (end + 4 + n).min(rest.len()),
+            None => rest.len(),
+        };
+        out.push(rest[..stop].to_string());
+        rest = &rest[stop..];
+    }
+    out
+}
+
+/// Number of responses in a raw answer stream.
+pub fn count_responses(text: &str) -> usize {
+    split_responses(text).len()
+}
+
+/// An upstream that serves [`marker_doc`] under `/api/customers/` and a harmless product
+/// document anywhere else.
+pub async fn marker_upstream() -> Upstream {
+    let doc = marker_bytes();
+    let product = Bytes::from_static(br#"{"sku":"SKU-1234","name":"Mug","price":9.5}"#);
+    Upstream::start(Arc::new(move |seen: Seen| {
+        let body = if seen.uri.starts_with("/api/customers/") {
+            doc.clone()
+        } else {
+            product.clone()
+        };
+        Box::pin(async move { json_response(StatusCode::OK, body) })
+    }))
+    .await
+}
+
+/// An admin `PUT` on the admin listener at `admin`; asserts `200`.
+pub async fn admin_put_at(admin: SocketAddr, path: &str, body: Value) {
+    let url = format!("http://{admin}{path}");
+    let r = send(build_request(
+        Method::PUT,
+        &url,
+        Some(&consent_admin_token()),
+        Some(&body.to_string()),
+    ))
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.text());
+}
+
+/// Sets `subject`'s region and grants `granted` purposes.
+pub async fn prepare_subject(admin: SocketAddr, subject: &str, region: &str, granted: &[&str]) {
+    admin_put_at(
+        admin,
+        &format!("/v1/subjects/{subject}"),
+        json!({"region": region}),
+    )
+    .await;
+    for p in granted {
+        admin_put_at(
+            admin,
+            &format!("/v1/subjects/{subject}/consents/{p}"),
+            json!({"status": "granted"}),
+        )
+        .await;
+    }
+}
+
+/// A gateway on [`config_text`] + `extra` in front of [`marker_upstream`], with
+/// [`ADV_SUBJECT`] in `eu` and `marketing` granted.
+pub async fn marker_gateway(extra: &str) -> (Upstream, TestGateway) {
+    let up = marker_upstream().await;
+    let gw = TestGateway::start(&config_text(up.addr, extra)).await;
+    prepare_subject(gw.admin, ADV_SUBJECT, "eu", &["marketing"]).await;
+    (up, gw)
+}
+
+/// Every audit record of an in-process gateway.
+pub fn gw_audit(gw: &TestGateway) -> Vec<Value> {
+    audit_records(&gw.dir.path().join("data/audit"))
+}
+
+/// Asserts exactly one audit record for `request_id`, with `decision` and `status`.
+pub fn assert_one_audit(gw: &TestGateway, request_id: &str, decision: &str, status: u16) -> Value {
+    let lines = audit_raw_lines(&gw.dir.path().join("data/audit"));
+    for l in &lines {
+        assert_no_markers("audit log", l, PII_MARKERS);
+    }
+    let recs: Vec<Value> = gw_audit(gw)
+        .into_iter()
+        .filter(|r| r["request_id"] == request_id)
+        .collect();
+    assert_eq!(recs.len(), 1, "{request_id}: {recs:?}");
+    assert_eq!(recs[0]["decision"], decision, "{request_id}: {:?}", recs[0]);
+    assert_eq!(recs[0]["status"], status, "{request_id}: {:?}", recs[0]);
+    recs[0].clone()
+}
+
+/// `consentgate --log-format json serve` with `RUST_LOG=debug`, stderr in `dir/serve.log`.
+pub async fn start_logged_binary(
+    dir: &Path,
+    config: &str,
+    gw_port: u16,
+    admin_port: u16,
+) -> Binary {
+    let path = dir.join("consentgate.toml");
+    std::fs::write(&path, config).unwrap();
+    let err = std::fs::File::create(dir.join("serve.log")).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_consentgate"))
+        .args(["--log-format", "json", "serve", "--config"])
+        .arg(&path)
+        .env("RUST_LOG", "debug")
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(err)
+        .spawn()
+        .unwrap();
+    let bin = Binary {
+        child,
+        gw: SocketAddr::from(([127, 0, 0, 1], gw_port)),
+        admin: SocketAddr::from(([127, 0, 0, 1], admin_port)),
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while try_send(build_request(
+        Method::GET,
+        &bin.admin_url("/healthz"),
+        None,
+        None,
+    ))
+    .await
+    .map(|r| r.status != StatusCode::OK)
+    .unwrap_or(true)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "consentgate serve did not come up: {}",
+            std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default()
+        );
+        sleep_ms(50).await;
+    }
+    bin
+}
+
+/// Stops a [`start_logged_binary`] gateway and asserts its JSON debug log holds request lines
+/// and none of `forbidden` (personal data, tokens).
+pub fn assert_log_clean(bin: Binary, dir: &Path, forbidden: &[&str]) -> String {
+    assert!(bin.stop(), "the gateway exits 0 on SIGTERM");
+    let log = std::fs::read_to_string(dir.join("serve.log")).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(
+        lines.iter().any(|l| l.contains("\"message\":\"request\"")),
+        "no request lines logged: {log}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("\"level\":\"DEBUG\"")),
+        "debug level not active"
+    );
+    for (i, line) in lines.iter().enumerate() {
+        let found = leaks(line, forbidden);
+        assert!(found.is_empty(), "log line {i} leaks {found:?}: {line}");
+    }
+    log
+}
