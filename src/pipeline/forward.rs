@@ -91,14 +91,33 @@ pub(crate) fn request(
             parts.method = http::Method::GET;
         }
     }
-    let mut req = Request::from_parts(
-        parts,
-        Limited::new(body, usize::try_from(out.max_body).unwrap_or(usize::MAX)).boxed(),
+    let body = Limited::new(body, usize::try_from(out.max_body).unwrap_or(usize::MAX)).map_err(
+        |e: crate::http::BoxError| -> crate::http::BoxError {
+            if e.is::<LengthLimitError>() {
+                e
+            } else {
+                Box::new(ClientBodyError(e))
+            }
+        },
     );
+    let mut req = Request::from_parts(parts, body.boxed());
     *req.uri_mut() = uri;
     *req.version_mut() = Version::HTTP_11;
     Ok(req)
 }
+
+/// The client's request body failed (malformed chunking, cut off): the client's fault, not the
+/// upstream's.
+#[derive(Debug)]
+struct ClientBodyError(crate::http::BoxError);
+
+impl std::fmt::Display for ClientBodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "request body: {}", self.0)
+    }
+}
+
+impl std::error::Error for ClientBodyError {}
 
 /// What went wrong talking to the upstream, for metrics.
 pub(crate) fn error_kind(err: &GatewayError) -> &'static str {
@@ -126,6 +145,11 @@ pub(crate) async fn send(
             while let Some(s) = source {
                 if s.is::<LengthLimitError>() {
                     return Err(GatewayError::RequestTooLarge { limit: max_body });
+                }
+                if s.is::<ClientBodyError>() {
+                    return Err(GatewayError::BadRequest(
+                        "the request body is malformed or was cut off".into(),
+                    ));
                 }
                 source = s.source();
             }

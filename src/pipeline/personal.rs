@@ -78,6 +78,13 @@ pub(crate) async fn handle(
     let (mut parts, raw) = tokio::time::timeout(g.upstream_timeout, exchange)
         .await
         .map_err(|_| GatewayError::UpstreamTimeout)??;
+    if parts.status == http::StatusCode::PARTIAL_CONTENT {
+        // `Range` was removed, so a partial answer is unexpected; a fragment cannot be minimised
+        // with certainty.
+        return Err(GatewayError::UnprocessableUpstreamBody(
+            "the upstream answered with partial content, which cannot be minimised".into(),
+        ));
+    }
     forward::response_headers(&mut parts.headers);
     let enforce = verdict == Verdict::Allow;
     let released = minimise::body(

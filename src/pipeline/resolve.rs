@@ -71,12 +71,14 @@ pub(crate) fn purpose(headers: &HeaderMap) -> Result<String, GatewayError> {
 }
 
 /// Whether the request carries `Sec-GPC: 1` (W3C GPC: only the exact value `1` counts; any
-/// `1` among repeated headers counts).
+/// `1` among repeated headers counts, also when a proxy joined them into one comma-separated
+/// line, as RFC 9110 §5.3 allows).
 pub(crate) fn gpc(headers: &HeaderMap) -> bool {
     headers
         .get_all(&crate::http::headers::SEC_GPC)
         .iter()
-        .any(|v| v.as_bytes() == b"1")
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .any(|item| item.trim_ascii() == b"1")
 }
 
 #[cfg(test)]
@@ -107,11 +109,13 @@ mod tests {
     fn gpc_only_exact_one() {
         let mut h = HeaderMap::new();
         assert!(!gpc(&h));
-        for v in ["0", "true", " 1", "1 ", "yes"] {
+        for v in ["0", "true", "yes", "01", "1.0", "0, 0"] {
             h.insert("sec-gpc", HeaderValue::from_str(v).unwrap());
             assert!(!gpc(&h), "{v:?}");
         }
         h.append("sec-gpc", HeaderValue::from_static("1"));
         assert!(gpc(&h));
+        h.insert("sec-gpc", HeaderValue::from_static("0, 1"));
+        assert!(gpc(&h), "joined repeats");
     }
 }

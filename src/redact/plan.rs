@@ -94,7 +94,16 @@ pub struct Plan {
 
 impl Plan {
     /// Compiles a plan.
-    pub fn new(filter: FieldFilter, field_rules: Vec<FieldRule>, text: Vec<Arc<Redactor>>) -> Self {
+    ///
+    /// Text detectors with a checksum validator (cards, IBANs, CPFs) run before the others,
+    /// whatever their order in the policy: a looser pattern (a phone number) must not swallow
+    /// the first digits of a card number and leave the rest unredacted. The order is otherwise kept.
+    pub fn new(
+        filter: FieldFilter,
+        field_rules: Vec<FieldRule>,
+        mut text: Vec<Arc<Redactor>>,
+    ) -> Self {
+        text.sort_by_key(|r| r.validator().is_none());
         let (filter_kind, filter) = match filter {
             FieldFilter::KeepAll => (FilterKind::KeepAll, PathMatcher::new(Vec::new())),
             FieldFilter::Allow(p) => (FilterKind::Allow, PathMatcher::new(p)),

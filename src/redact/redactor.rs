@@ -132,9 +132,22 @@ impl Redactor {
 
     /// Whether `text` has a (validated) match of this redactor.
     pub fn detects(&self, text: &str) -> bool {
-        self.regex
-            .find_iter(text)
-            .any(|m| self.validator.is_none_or(|v| v.accepts(m.as_str())))
+        self.next_match(text, 0).is_some()
+    }
+
+    /// The first validated match at or after byte `pos`. A match that fails its validator may
+    /// hide a valid one that starts inside it (`+49 30 1234567 5555 5555 5555 4444`: the
+    /// leftmost digit run fails Luhn, the card inside it passes), so the search resumes just
+    /// after the failed match's start rather than after its end.
+    fn next_match<'t>(&self, text: &'t str, mut pos: usize) -> Option<regex::Match<'t>> {
+        while pos <= text.len() {
+            let m = self.regex.find_at(text, pos)?;
+            if self.validator.is_none_or(|v| v.accepts(m.as_str())) {
+                return Some(m);
+            }
+            pos = next_boundary(text, m.start());
+        }
+        None
     }
 
     /// Cheap necessary condition given the number of ASCII digits in the string.
@@ -147,15 +160,18 @@ impl Redactor {
         let mut out: Option<String> = None;
         let mut last = 0;
         let mut count = 0u64;
-        for m in self.regex.find_iter(text) {
-            if self.validator.is_some_and(|v| !v.accepts(m.as_str())) {
-                continue;
-            }
+        let mut pos = 0;
+        while let Some(m) = self.next_match(text, pos) {
             let buf = out.get_or_insert_with(|| String::with_capacity(text.len() + 16));
             buf.push_str(text.get(last..m.start()).unwrap_or_default());
             self.rewrite(text, m.start(), m.as_str(), buf);
             last = m.end();
             count += 1;
+            pos = if m.end() > m.start() {
+                m.end()
+            } else {
+                next_boundary(text, m.end())
+            };
         }
         let mut buf = out?;
         buf.push_str(text.get(last..).unwrap_or_default());
@@ -192,6 +208,14 @@ impl Redactor {
             CompiledAction::Hash(key) => buf.push_str(&pseudonym(key, matched)),
         }
     }
+}
+
+/// The byte index just after the character at `i` (past the end when `i` is the end).
+fn next_boundary(text: &str, i: usize) -> usize {
+    i + text
+        .get(i..)
+        .and_then(|rest| rest.chars().next())
+        .map_or(1, char::len_utf8)
 }
 
 fn regex_reason(e: &regex::Error) -> String {

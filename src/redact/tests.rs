@@ -219,3 +219,25 @@ fn nothing_matches_means_no_change() {
     assert_eq!(doc, before);
     assert_eq!(out, Outcome::default());
 }
+
+#[test]
+fn a_card_hidden_behind_other_digits_is_found() {
+    let card = card();
+    let (out, n) = card
+        .redact_text("call +49 30 1234567 5555 5555 5555 4444 thanks")
+        .unwrap();
+    assert_eq!(n, 1);
+    assert!(out.ends_with("[CARD] thanks"), "{out}");
+    // An order number of card shape that fails Luhn stays.
+    assert!(card.redact_text("order 1234 5678 9012 3456").is_none());
+}
+
+#[test]
+fn checksum_detectors_run_before_looser_ones() {
+    let phone = replace("phone", r"\+\d{1,3}(?:[ .-]?\d{1,8}){1,4}", "[PHONE]", None);
+    let plan = Plan::new(FieldFilter::KeepAll, vec![], vec![phone, card()]);
+    let mut doc = json!({"note": "call +49 30 1234567 5555 5555 5555 4444"});
+    plan.apply(&mut doc);
+    let note = doc["note"].as_str().unwrap();
+    assert!(!note.contains("4444"), "{note}");
+}
