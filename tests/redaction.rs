@@ -695,3 +695,32 @@ async fn redacted_responses_are_not_cacheable_and_carry_no_upstream_extras() {
     assert!(r.headers.get("set-cookie").is_none());
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn numbers_the_policy_keeps_are_released_exactly_as_sent() {
+    // Beyond 64-bit integers and floats with 17 significant digits: re-serialisation must not
+    // change a digit of data it was not asked to redact.
+    let body = br#"{"id":"c-1001","first_name":"Anna","orders":[{"id":"o-1","total":12345678901234567890123.45,"sku":"SKU-1","qty":98765432109876543210,"weight":4.4444444444544444e120}]}"#;
+    let up = upstream(move |_| {
+        answer(
+            StatusCode::OK,
+            Some("application/json"),
+            None,
+            body.to_vec(),
+        )
+    })
+    .await;
+    let gw = eu_gateway(&up).await;
+    let r = get_personal(&gw, PROFILE, Some(&caller()), Some("order_fulfilment"), &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let text = r.text();
+    // (serde_json writes the exponent as `e+120`: the same number, every digit kept.)
+    for n in [
+        "12345678901234567890123.45",
+        "98765432109876543210",
+        "4.4444444444544444e",
+    ] {
+        assert!(text.contains(n), "{n} changed: {text}");
+    }
+    gw.shutdown().await;
+}

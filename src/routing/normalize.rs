@@ -96,8 +96,10 @@ fn segment(raw: &str) -> Result<(String, bool), PathError> {
             }
         }
     }
-    if escaped && std::str::from_utf8(&decoded).is_err() {
-        return Err(PathError::InvalidUtf8);
+    let text = std::str::from_utf8(&decoded).map_err(|_| PathError::InvalidUtf8)?;
+    // C1 controls (U+0080–U+009F, e.g. NEL), raw or encoded, are control characters too.
+    if text.chars().any(char::is_control) {
+        return Err(PathError::ControlCharacter);
     }
     // Only ASCII was added besides whole runs of the (valid UTF-8) input.
     let out = String::from_utf8(out).map_err(|_| PathError::InvalidUtf8)?;
@@ -226,6 +228,7 @@ mod tests {
             ("/..", PathError::AboveRoot),
             ("/a/../../b", PathError::AboveRoot),
             ("/a/%c0%ae%c0%ae/b", PathError::InvalidUtf8),
+            ("/api/customers/c%C2%851", PathError::ControlCharacter),
         ];
         for (input, want) in bad {
             assert_eq!(normalize(input), Err(want), "{input}");
