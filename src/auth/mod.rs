@@ -258,3 +258,107 @@ impl Verifier {
         Ok((caller, claims.exp.unwrap_or(0)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_lc_rs::encoding::AsDer;
+    use base64::Engine;
+    use jsonwebtoken::jwk::{Jwk, JwkSet};
+    use jsonwebtoken::{EncodingKey, Header};
+    use std::time::Duration;
+
+    fn pem(label: &str, der: &[u8]) -> String {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        let lines: Vec<&str> = b64
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        format!(
+            "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+            lines.join("\n")
+        )
+    }
+
+    fn claims() -> serde_json::Value {
+        let now = cache::now();
+        serde_json::json!({"sub": "svc", "iss": "i", "aud": "a", "exp": now + 600, "purposes": ["support"]})
+    }
+
+    #[test]
+    fn rs256_and_eddsa_jwks_keys_verify_only_with_their_own_algorithm() {
+        crate::install_crypto_provider();
+        let rsa = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        let rsa_key = EncodingKey::from_rsa_pem(
+            pem("PRIVATE KEY", rsa.as_der().unwrap().as_ref()).as_bytes(),
+        )
+        .unwrap();
+        let ed = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let ed_key = EncodingKey::from_ed_pem(ed.serialize_pem().as_bytes()).unwrap();
+        let mut rsa_jwk = Jwk::from_encoding_key(&rsa_key, Algorithm::RS256).unwrap();
+        rsa_jwk.common.key_id = Some("rsa-1".into());
+        let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(ed.public_key_raw());
+        let ed_jwk: Jwk = serde_json::from_value(
+            serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": x, "kid": "ed-1"}),
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let jwks = dir.path().join("jwks.json");
+        std::fs::write(
+            &jwks,
+            serde_json::to_vec(&JwkSet {
+                keys: vec![rsa_jwk, ed_jwk],
+            })
+            .unwrap(),
+        )
+        .unwrap();
+        let v = Verifier::from_settings(&AuthSettings {
+            issuer: "i".into(),
+            audience: "a".into(),
+            jwks: Some(jwks),
+            hs256_secret_file: None,
+            leeway: Duration::from_secs(5),
+        })
+        .unwrap();
+        let sign = |alg, kid: &str, key: &EncodingKey| {
+            let mut h = Header::new(alg);
+            h.kid = Some(kid.into());
+            jsonwebtoken::encode(&h, &claims(), key).unwrap()
+        };
+        assert_eq!(
+            v.verify(&sign(Algorithm::RS256, "rsa-1", &rsa_key))
+                .unwrap()
+                .name,
+            "svc"
+        );
+        assert_eq!(
+            v.verify(&sign(Algorithm::EdDSA, "ed-1", &ed_key))
+                .unwrap()
+                .name,
+            "svc"
+        );
+        // The key's algorithm decides: PS256 with the RS256 key, EdDSA naming the RSA key.
+        assert_eq!(
+            v.verify(&sign(Algorithm::PS256, "rsa-1", &rsa_key))
+                .unwrap_err(),
+            AuthError::AlgorithmMismatch
+        );
+        assert_eq!(
+            v.verify(&sign(Algorithm::EdDSA, "rsa-1", &ed_key))
+                .unwrap_err(),
+            AuthError::AlgorithmMismatch
+        );
+        // An EdDSA signature over another token's payload fails.
+        let t = sign(Algorithm::EdDSA, "ed-1", &ed_key);
+        let mut parts: Vec<&str> = t.split('.').collect();
+        let mut forged = claims();
+        forged["sub"] = "admin".into();
+        let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(forged.to_string());
+        parts[1] = &forged;
+        assert_eq!(
+            v.verify(&parts.join(".")).unwrap_err(),
+            AuthError::BadSignature
+        );
+    }
+}
