@@ -743,13 +743,29 @@ impl Binary {
         admin_port: u16,
         log: &str,
     ) -> Binary {
+        Binary::spawn(dir, config, gw_port, admin_port, log, &[], &[]).await
+    }
+
+    /// Like [`Binary::start`], with global options before `serve` (e.g. `--log-format json`)
+    /// and extra environment variables.
+    pub async fn spawn(
+        dir: &Path,
+        config: &str,
+        gw_port: u16,
+        admin_port: u16,
+        log: &str,
+        global_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Binary {
         let path = dir.join("consentgate.toml");
         std::fs::write(&path, config).unwrap();
         let err = std::fs::File::create(dir.join(log)).unwrap();
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_consentgate"))
+            .args(global_args)
             .arg("serve")
             .arg("--config")
             .arg(&path)
+            .envs(env.iter().copied())
             .current_dir(dir)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
@@ -1116,43 +1132,16 @@ pub async fn start_logged_binary(
     gw_port: u16,
     admin_port: u16,
 ) -> Binary {
-    let path = dir.join("consentgate.toml");
-    std::fs::write(&path, config).unwrap();
-    let err = std::fs::File::create(dir.join("serve.log")).unwrap();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_consentgate"))
-        .args(["--log-format", "json", "serve", "--config"])
-        .arg(&path)
-        .env("RUST_LOG", "debug")
-        .current_dir(dir)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(err)
-        .spawn()
-        .unwrap();
-    let bin = Binary {
-        child,
-        gw: SocketAddr::from(([127, 0, 0, 1], gw_port)),
-        admin: SocketAddr::from(([127, 0, 0, 1], admin_port)),
-    };
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while try_send(build_request(
-        Method::GET,
-        &bin.admin_url("/healthz"),
-        None,
-        None,
-    ))
+    Binary::spawn(
+        dir,
+        config,
+        gw_port,
+        admin_port,
+        "serve.log",
+        &["--log-format", "json"],
+        &[("RUST_LOG", "debug")],
+    )
     .await
-    .map(|r| r.status != StatusCode::OK)
-    .unwrap_or(true)
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "consentgate serve did not come up: {}",
-            std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default()
-        );
-        sleep_ms(50).await;
-    }
-    bin
 }
 
 /// Stops a [`start_logged_binary`] gateway and asserts its JSON debug log holds request lines
