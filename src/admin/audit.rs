@@ -135,6 +135,10 @@ pub(crate) async fn checkpoint(
     }
 }
 
+/// Most accesses listed in one report (memory stays bounded); the rest are counted in
+/// `accesses_omitted` and can be exported with `GET /v1/audit?subject=…` or `audit export`.
+const MAX_REPORT_ACCESSES: usize = 100_000;
+
 /// One access, as shown in the report (no personal values: paths and counts only).
 fn access_json(r: &AuditRecord) -> serde_json::Value {
     serde_json::json!({
@@ -167,13 +171,17 @@ pub(crate) async fn report(
         subject: Some(subject.to_string()),
         ..Filter::default()
     };
-    let accesses = blocking(move || {
-        let mut out = Vec::new();
+    let (accesses, omitted) = blocking(move || {
+        let (mut out, mut omitted) = (Vec::new(), 0u64);
         audit::scan(&dir, &filter, |_, r| {
-            out.push(access_json(r));
+            if out.len() < MAX_REPORT_ACCESSES {
+                out.push(access_json(r));
+            } else {
+                omitted += 1;
+            }
             Ok(())
         })?;
-        Ok(out)
+        Ok((out, omitted))
     })
     .await?;
     let generated = time::OffsetDateTime::now_utc()
@@ -186,6 +194,7 @@ pub(crate) async fn report(
         "consents": current["consents"],
         "consent_history": receipts,
         "accesses": accesses,
+        "accesses_omitted": omitted,
     });
     match format.as_deref() {
         None | Some("json") => Ok(json(StatusCode::OK, &doc)),
@@ -312,6 +321,12 @@ fn render_html(doc: &serde_json::Value) -> String {
         &ACCESS_COLS,
         rows(doc, "accesses"),
     );
+    if let Some(n) = doc["accesses_omitted"].as_u64().filter(|n| *n > 0) {
+        let _ = write!(
+            out,
+            "<p>{n} further accesses are not listed here; export them with <code>consentgate audit export --subject</code>.</p>"
+        );
+    }
     out.push_str("<p>Records list which fields were withheld and how many values were masked; they never contain the data itself.</p></body></html>");
     out
 }
@@ -360,6 +375,12 @@ fn render_markdown(doc: &serde_json::Value) -> String {
         &ACCESS_COLS,
         rows(doc, "accesses"),
     );
+    if let Some(n) = doc["accesses_omitted"].as_u64().filter(|n| *n > 0) {
+        let _ = writeln!(
+            out,
+            "\n{n} further accesses are not listed here; export them with `consentgate audit export --subject`."
+        );
+    }
     out.push_str("\nRecords list which fields were withheld and how many values were masked; they never contain the data itself.\n");
     out
 }
@@ -382,5 +403,10 @@ mod tests {
         );
         let md = render_markdown(&doc);
         assert!(md.contains("a\\|b") && md.contains("card: 1"));
+        assert!(!md.contains("further accesses"));
+        let mut big = doc.clone();
+        big["accesses_omitted"] = 5.into();
+        assert!(render_html(&big).contains("5 further accesses"));
+        assert!(render_markdown(&big).contains("5 further accesses"));
     }
 }
