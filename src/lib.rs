@@ -9,11 +9,13 @@
 pub mod admin;
 pub mod audit;
 pub mod auth;
+pub mod canonical_json;
 pub mod config;
 pub mod consent;
 pub mod demo;
 pub mod devtools;
 pub mod error;
+pub mod hex;
 pub mod http;
 pub mod metrics;
 pub mod pipeline;

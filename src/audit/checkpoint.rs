@@ -21,10 +21,10 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::canonical::to_canonical;
 use super::error::AuditError;
-use super::record::hex;
 use super::segment::{line_start, read_range};
+use crate::canonical_json::to_vec as to_canonical;
+use crate::hex::encode as hex;
 
 /// The checkpoint file's name inside the audit directory.
 pub const CHECKPOINT_FILE: &str = "checkpoints.jsonl";

@@ -12,7 +12,6 @@
 //! line itself is the canonical JSON of the whole record. [`AuditLog::append`] returns
 //! only after the record is written and fdatasync'd.
 
-mod canonical;
 mod checkpoint;
 mod error;
 mod export;

@@ -11,8 +11,9 @@ use time::OffsetDateTime;
 use time::format_description::FormatItem;
 use time::macros::format_description;
 
-use super::canonical::to_canonical;
 use super::error::AuditError;
+use crate::canonical_json::to_vec as to_canonical;
+use crate::hex::encode as hex;
 
 /// `prev` of the first record: 64 zeros.
 pub const GENESIS_PREV: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -227,17 +228,6 @@ pub(crate) fn chain_hash(prev: &str, canonical: &[u8]) -> String {
     ctx.update(prev.as_bytes());
     ctx.update(canonical);
     hex(ctx.finish().as_ref())
-}
-
-/// Lower-case hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    s
 }
 
 /// Formats a time as the log's `ts` (UTC, milliseconds).

@@ -10,7 +10,6 @@
 //! - The validation functions are shared with the HTTP layer.
 //! - [`kantara_receipt`] renders a history as a Kantara Consent Receipt v1.1.
 
-mod canonical;
 mod codec;
 mod import;
 mod kantara;

@@ -5,12 +5,13 @@ use aws_lc_rs::digest;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::canonical::canonical_json;
 use super::timefmt;
 use super::validate::{
     ValidationError, validate_collection_method, validate_purpose, validate_source,
     validate_subject,
 };
+use crate::canonical_json;
+use crate::hex::encode as hex;
 
 /// A consent decision as recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -208,7 +209,7 @@ impl Receipt {
         if let serde_json::Value::Object(map) = &mut value {
             map.remove("sha256");
         }
-        let digest = digest::digest(&digest::SHA256, canonical_json(&value).as_bytes());
+        let digest = digest::digest(&digest::SHA256, &canonical_json::to_vec(&value));
         Ok(hex(digest.as_ref()))
     }
 
@@ -234,16 +235,6 @@ impl Receipt {
 /// sort in the order they were given out.
 pub(crate) fn receipt_id(counter: u64) -> String {
     format!("rcpt_{counter:020}")
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    out
 }
 
 #[cfg(test)]

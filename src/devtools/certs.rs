@@ -57,13 +57,13 @@ fn write(dir: &Path, name: &str, contents: &[u8]) -> Result<(), DevKeyError> {
 /// The `kid` of a dev JWT key: the first 16 hex digits of SHA-256 of its public key.
 pub fn key_id(key: &KeyPair) -> String {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.public_key_raw());
-    crate::http::headers::hex(&digest.as_ref()[..8])
+    crate::hex::encode(digest.as_ref().get(..8).unwrap_or_default())
 }
 
 fn random_secret() -> Result<String, DevKeyError> {
     let mut bytes = [0u8; 32];
     aws_lc_rs::rand::fill(&mut bytes).map_err(|_| DevKeyError::Rng)?;
-    Ok(crate::http::headers::hex(&bytes))
+    Ok(crate::hex::encode(&bytes))
 }
 
 /// Whether `dir` already holds a complete set.

@@ -40,31 +40,36 @@ fn decision(ctx: &Ctx, error: Option<&GatewayError>) -> (Decision, &'static str)
     }
 }
 
-/// Writes the record for `resp` and returns what may be released.
+/// Writes the record for `resp` and returns what may be released. The record takes the
+/// request's details out of `ctx` (only the id, route and caller stay, for the log line).
 pub(crate) async fn record(
     state: &State,
-    ctx: &Ctx,
+    ctx: &mut Ctx,
     method: &Method,
     mut resp: Response<Body>,
     error: Option<&GatewayError>,
 ) -> Response<Body> {
     let (decision, reason) = decision(ctx, error);
+    let region = ctx
+        .region
+        .as_deref()
+        .and_then(|r| HeaderValue::from_str(r).ok());
     let entry = AuditEntry {
         request_id: ctx.request_id.clone(),
         caller: ctx.caller.clone(),
-        subject: ctx.subject.clone(),
-        purpose: ctx.purpose.clone(),
-        region: ctx.region.clone(),
+        subject: ctx.subject.take(),
+        purpose: ctx.purpose.take(),
+        region: ctx.region.take(),
         route: ctx.route.clone(),
         method: method.as_str().to_string(),
-        path: ctx.path.clone(),
+        path: std::mem::take(&mut ctx.path),
         decision,
         reason: reason.to_string(),
-        policy: ctx.policy.clone(),
+        policy: ctx.policy.take(),
         consent: consent_used(ctx.consent),
         status: resp.status().as_u16(),
-        fields_removed: ctx.fields_removed.clone(),
-        redactions: ctx.redactions.clone(),
+        fields_removed: std::mem::take(&mut ctx.fields_removed),
+        redactions: std::mem::take(&mut ctx.redactions),
     };
     if let Err(e) = state.audit.append(entry).await {
         tracing::error!(error = %e, request_id = %ctx.request_id, "audit record not written; releasing nothing");
@@ -77,11 +82,7 @@ pub(crate) async fn record(
     };
     resp.headers_mut()
         .insert(&X_DECISION, HeaderValue::from_static(header));
-    if let Some(region) = ctx
-        .region
-        .as_deref()
-        .and_then(|r| HeaderValue::from_str(r).ok())
-    {
+    if let Some(region) = region {
         resp.headers_mut().insert(&X_REGION, region);
     }
     resp

@@ -47,7 +47,7 @@ pub(crate) fn decide(
     crate::consent::validate_subject(subject).map_err(|e| {
         GatewayError::BadPath(format!("the subject in the path is not a valid id: {e}"))
     })?;
-    ctx.subject = Some(subject.to_string());
+    // `ctx.subject` was filled from the path before authentication (valid ids only).
     let purpose_name = resolve::purpose(headers)?;
     ctx.purpose = Some(purpose_name.clone());
     if !caller.may_declare(&purpose_name) {

@@ -40,7 +40,7 @@ pub(crate) struct Ctx {
     pub(crate) route_index: Option<usize>,
     /// The matched route handles personal data: the request is audited.
     pub(crate) personal: bool,
-    /// Normalised path (or the raw one when normalisation failed).
+    /// Normalised path (personal-data routes only: it goes into the audit record).
     pub(crate) path: String,
     pub(crate) caller: Option<String>,
     pub(crate) subject: Option<String>,
@@ -68,7 +68,6 @@ pub(crate) async fn handle(
         ..Ctx::default()
     };
     let method = req.method().clone();
-    ctx.path = req.uri().path().to_string();
     let result = handle_inner(&state, req, conn, &mut ctx).await;
     let (mut resp, error) = match result {
         Ok(resp) => (resp, None),
@@ -88,7 +87,7 @@ pub(crate) async fn handle(
         }
     };
     if ctx.personal {
-        resp = audit::record(&state, &ctx, &method, resp, error.as_ref()).await;
+        resp = audit::record(&state, &mut ctx, &method, resp, error.as_ref()).await;
     }
     if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
         resp.headers_mut().insert(&X_REQUEST_ID, v);
@@ -138,6 +137,9 @@ async fn handle_inner(
     ctx.route_index = Some(resolved.index);
     // Known from the path before authentication, so that refused attempts at a person's data
     // appear in their access report too.
+    if route.personal_data {
+        ctx.path = resolved.path.clone();
+    }
     if route.personal_data
         && let Some(subject) = resolved.subject.as_deref()
         && crate::consent::validate_subject(subject).is_ok()
@@ -145,7 +147,6 @@ async fn handle_inner(
         ctx.subject = Some(subject.to_string());
     }
     ctx.personal = route.personal_data;
-    ctx.path = resolved.path.clone();
     let caller = if route.public {
         None
     } else {

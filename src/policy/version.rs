@@ -40,5 +40,5 @@ pub(crate) fn version_of(policy: &Policy) -> String {
     // Serialising plain data to a Vec cannot fail; an empty input still yields a stable hash.
     let bytes = serde_json::to_vec(&canonical).unwrap_or_default();
     let d = digest::digest(&digest::SHA256, &bytes);
-    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::encode(d.as_ref())
 }

@@ -246,9 +246,9 @@ fn pseudonym(key: &hmac::Key, text: &str) -> String {
     let tag = hmac::sign(key, text.as_bytes());
     let mut out = String::with_capacity(HASH_PREFIX.len() + 16);
     out.push_str(HASH_PREFIX);
-    for b in tag.as_ref().iter().take(8) {
-        out.push_str(&format!("{b:02x}"));
-    }
+    out.push_str(&crate::hex::encode(
+        tag.as_ref().get(..8).unwrap_or_default(),
+    ));
     out
 }
 

@@ -1,24 +1,23 @@
-//! Canonical JSON: object keys sorted at every level, no whitespace,
-//! serde_json string and number formatting. Pure, no I/O.
+//! Canonical JSON: object keys sorted (by their UTF-8 bytes) at every level, no whitespace,
+//! serde_json's string and number forms. What audit hashes, checkpoint signatures and consent
+//! receipt hashes are computed over. Pure, no I/O.
 
 use serde_json::Value;
 
 /// Appends the canonical JSON form of `value` to `out`.
-pub(crate) fn write_canonical(value: &Value, out: &mut Vec<u8>) {
+pub fn write(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort_unstable();
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
             out.push(b'{');
-            for (i, key) in keys.into_iter().enumerate() {
+            for (i, (key, item)) in entries.into_iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
                 write_string(key, out);
                 out.push(b':');
-                if let Some(v) = map.get(key) {
-                    write_canonical(v, out);
-                }
+                write(item, out);
             }
             out.push(b'}');
         }
@@ -28,7 +27,7 @@ pub(crate) fn write_canonical(value: &Value, out: &mut Vec<u8>) {
                 if i > 0 {
                     out.push(b',');
                 }
-                write_canonical(item, out);
+                write(item, out);
             }
             out.push(b']');
         }
@@ -38,41 +37,41 @@ pub(crate) fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     }
 }
 
-/// Returns the canonical JSON form of `value`.
-pub(crate) fn to_canonical(value: &Value) -> Vec<u8> {
+/// The canonical JSON form of `value`.
+pub fn to_vec(value: &Value) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
-    write_canonical(value, &mut out);
+    write(value, &mut out);
     out
 }
 
 fn write_string(s: &str, out: &mut Vec<u8>) {
-    // Serializing a &str into a Vec cannot fail; fall back to an empty string defensively.
-    let encoded = serde_json::to_vec(s).unwrap_or_else(|_| b"\"\"".to_vec());
-    out.extend_from_slice(&encoded);
+    // Serialising a `&str` into a `Vec` cannot fail.
+    if serde_json::to_writer(&mut *out, s).is_err() {
+        out.extend_from_slice(b"\"\"");
+    }
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use serde_json::json;
 
     #[test]
     fn sorts_keys_at_every_level_without_whitespace() {
-        let v = json!({"b": 1, "a": {"z": [3, {"y": null, "x": true}], "c": "q\"\n"}});
-        let s = String::from_utf8(to_canonical(&v)).unwrap();
+        let v = json!({"b": 1, "a": {"z": [3, {"y": null, "x": true}], "c": "q\"\n", "d": 1.5}});
+        let s = String::from_utf8(to_vec(&v)).unwrap();
         assert_eq!(
             s,
-            r#"{"a":{"c":"q\"\n","z":[3,{"x":true,"y":null}]},"b":1}"#
+            r#"{"a":{"c":"q\"\n","d":1.5,"z":[3,{"x":true,"y":null}]},"b":1}"#
         );
     }
 
     #[test]
     fn round_trips_through_serde_json() {
         let v = json!({"é": "ünï", "n": 18446744073709551615u64, "e": [], "o": {}});
-        let canon = to_canonical(&v);
+        let canon = to_vec(&v);
         let back: Value = serde_json::from_slice(&canon).unwrap();
         assert_eq!(back, v);
-        assert_eq!(to_canonical(&back), canon);
+        assert_eq!(to_vec(&back), canon);
     }
 }
