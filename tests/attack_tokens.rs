@@ -144,7 +144,9 @@ async fn run(family: &str, attacks: Vec<Attack>) {
         assert_eq!(up.count(), before, "{}: the upstream was contacted", a.name);
         let rec = assert_one_audit(&gw, &rid, "deny", 401);
         assert_eq!(rec["reason"], "unauthenticated", "{}", a.name);
-        assert_eq!(rec["subject"], ADV_SUBJECT, "{}", a.name);
+        // Refused before authentication: not attributed to the person named in the path, so
+        // anyone without a token cannot write into that person's access report.
+        assert_eq!(rec["subject"], Value::Null, "{}", a.name);
         assert_eq!(rec["caller"], Value::Null, "{}", a.name);
         let line = serde_json::to_string(&rec).unwrap();
         assert_no_markers(&a.name, &line, &secrets);
@@ -628,4 +630,81 @@ async fn token_attacks_leave_no_token_or_personal_data_in_the_logs() {
         .filter(|l| l.contains("\"message\":\"request\"") && l.contains("\"status\":401"))
         .count();
     assert_eq!(denials, n, "one request line per attack");
+}
+
+/// RFC 7515 §4.1.11: a recipient that does not understand a `crit` extension must refuse the
+/// token; `b64` (RFC 7797) changes what is signed. Claims of the wrong type are refused with a
+/// message that names the claim (an `iss` array must not pass as one of its members).
+#[tokio::test]
+async fn critical_headers_and_wrong_typed_claims_are_refused_by_name() {
+    let (_up, gw) = marker_gateway("").await;
+    let payload = good_claims().to_string();
+    let kid = dev_kid();
+    let mut cases: Vec<(String, String, &str)> = Vec::new();
+    for header in [
+        json!({"alg": "ES256", "kid": kid, "crit": ["exp"]}),
+        json!({"alg": "ES256", "kid": kid, "crit": ["b64"], "b64": false}),
+        json!({"alg": "ES256", "kid": kid, "crit": []}),
+        json!({"alg": "ES256", "kid": kid, "b64": true}),
+    ] {
+        let name = header.to_string();
+        let expect = if header.get("crit").is_some() {
+            "'crit'"
+        } else {
+            "'b64'"
+        };
+        cases.push((name, es256_raw(&header.to_string(), &payload), expect));
+    }
+    let hs = json!({"alg": "HS256", "typ": "JWT", "crit": ["exp"]}).to_string();
+    cases.push((
+        "HS256 crit".into(),
+        hs256_raw(&hs, &payload, &hs_secret()),
+        "'crit'",
+    ));
+    let c = good_claims();
+    for (key, value, expect) in [
+        ("iss", json!(["consentgate-dev"]), "'iss'"),
+        ("iss", json!(["consentgate-dev", "evil"]), "'iss'"),
+        ("iss", json!(7), "'iss'"),
+        ("aud", json!(42), "'aud'"),
+        ("aud", json!(["consentgate", 1]), "'aud'"),
+        ("exp", json!("9999999999"), "'exp'"),
+        ("exp", json!(-1), "'exp'"),
+        ("nbf", json!("0"), "'nbf'"),
+        ("iat", json!({"t": 1}), "'iat'"),
+        ("jti", json!(1), "'jti'"),
+        ("sub", json!(["crm"]), "'sub'"),
+        ("purposes", json!("marketing"), "'purposes'"),
+        ("scope", json!(["consent:write"]), "'scope'"),
+    ] {
+        let claims = with(c.clone(), key, value.clone());
+        cases.push((
+            format!("{key}={value} (ES256)"),
+            sign_es256(&claims),
+            expect,
+        ));
+        cases.push((
+            format!("{key}={value} (HS256)"),
+            sign_hs256(&claims),
+            expect,
+        ));
+    }
+    for (name, token, expect) in cases {
+        let r = get_personal(&gw, ADV_PROFILE, Some(&token), Some("marketing"), &[]).await;
+        assert_eq!(r.status.as_u16(), 401, "{name}: {}", r.text());
+        assert_eq!(r.code(), "unauthenticated", "{name}");
+        let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(message.contains(expect), "{name}: {message}");
+    }
+    // An audience array holding this gateway is standard (RFC 7519 §4.1.3) and accepted.
+    let ok = with(c, "aud", json!(["other", "consentgate"]));
+    let r = get_personal(
+        &gw,
+        ADV_PROFILE,
+        Some(&sign_es256(&ok)),
+        Some("marketing"),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status.as_u16(), 200, "{}", r.text());
 }

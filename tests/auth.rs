@@ -182,25 +182,25 @@ async fn every_rejection_names_its_check() {
     expect_401(
         &gw,
         &sign_es256(&with(base.clone(), "purposes", json!("marketing"))),
-        "wrong shape",
+        "'purposes'",
     )
     .await;
     expect_401(
         &gw,
         &sign_es256(&with(base.clone(), "purposes", json!([1, 2]))),
-        "wrong shape",
+        "'purposes'",
     )
     .await;
     expect_401(
         &gw,
         &sign_es256(&with(base.clone(), "scope", json!(["a"]))),
-        "wrong shape",
+        "'scope'",
     )
     .await;
     expect_401(
         &gw,
         &sign_es256(&with(base.clone(), "sub", json!(""))),
-        "wrong shape",
+        "'sub'",
     )
     .await;
     expect_401(&gw, &sign_es256(&without(base.clone(), "sub")), "'sub'").await;
@@ -213,7 +213,7 @@ async fn every_rejection_names_its_check() {
     expect_401(
         &gw,
         &hs256_raw(r#"{"alg":"HS256","typ":"JWT"}"#, &dup),
-        "wrong shape",
+        "names each claim once",
     )
     .await;
 

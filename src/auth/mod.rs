@@ -88,11 +88,24 @@ pub enum AuthError {
     /// A required claim is absent.
     #[error("the token lacks the required claim '{0}'")]
     MissingClaim(String),
-    /// Claims of the wrong type (e.g. `purposes` not an array of strings) or duplicated.
-    #[error(
-        "the token's claims have the wrong shape: sub must be a non-empty string, purposes an array of strings, scope a string"
-    )]
+    /// The claims are not one JSON object, or name a claim twice.
+    #[error("the token's claims must be one JSON object that names each claim once")]
     BadClaims,
+    /// A claim has the wrong type or an unusable value.
+    #[error("the token's claim '{claim}' must be {expected}")]
+    BadClaim {
+        /// The claim's name.
+        claim: &'static str,
+        /// What it must be, in plain words.
+        expected: &'static str,
+    },
+    /// The header is not one JSON object naming each parameter once.
+    #[error("the token's header must be one JSON object that names each parameter once")]
+    BadHeader,
+    /// The header asks for extensions (`crit`, RFC 7515 §4.1.11) or an unencoded payload
+    /// (`b64`, RFC 7797), which this gateway does not implement and so must refuse.
+    #[error("the token's header uses '{0}', which this gateway does not support; sign without it")]
+    Unsupported(&'static str),
 }
 
 #[derive(Deserialize)]
@@ -186,6 +199,7 @@ impl Verifier {
     }
 
     fn verify_uncached(&self, token: &str) -> Result<(Caller, u64), AuthError> {
+        check_shape(token)?;
         let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
             ErrorKind::InvalidAlgorithmName | ErrorKind::UnsupportedAlgorithm => {
                 AuthError::UnsupportedAlgorithm
@@ -242,9 +256,6 @@ impl Verifier {
         let sub = claims
             .sub
             .ok_or_else(|| AuthError::MissingClaim("sub".into()))?;
-        if sub.is_empty() || sub.len() > 256 {
-            return Err(AuthError::BadClaims);
-        }
         let caller = Caller {
             name: sub,
             purposes: claims.purposes,
@@ -257,6 +268,69 @@ impl Verifier {
         // `exp` is required by the validation above; without it nothing is cached.
         Ok((caller, claims.exp.unwrap_or(0)))
     }
+}
+
+/// Longest `sub` accepted (bytes).
+const MAX_SUB_BYTES: usize = 256;
+
+/// What the header and claims must look like before any key is tried: each a JSON object
+/// naming every member once, no `crit`/`b64`, and every claim the gateway reads of the right
+/// type (RFC 7519 §4.1: `iss`, `sub`, `jti` strings; `aud` a string or array of strings;
+/// `exp`, `nbf`, `iat` numbers) — so a wrong-typed claim is refused by name rather than
+/// coerced or skipped by the JWT library.
+fn check_shape(token: &str) -> Result<(), AuthError> {
+    use base64::Engine;
+    let mut parts = token.split('.');
+    let (Some(header), Some(payload), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(AuthError::Malformed);
+    };
+    let decode = |part: &str| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .map_err(|_| AuthError::Malformed)
+    };
+    let header: serde_json::Map<String, serde_json::Value> =
+        crate::json::from_slice(&decode(header)?).map_err(|_| AuthError::BadHeader)?;
+    for param in ["crit", "b64"] {
+        if header.contains_key(param) {
+            return Err(AuthError::Unsupported(param));
+        }
+    }
+    let claims: serde_json::Map<String, serde_json::Value> =
+        crate::json::from_slice(&decode(payload)?).map_err(|_| AuthError::BadClaims)?;
+    use serde_json::Value;
+    let bad = |claim, expected| Err(AuthError::BadClaim { claim, expected });
+    for (claim, value) in &claims {
+        match (claim.as_str(), value) {
+            ("iss", Value::String(_)) | ("jti", Value::String(_)) | ("scope", Value::String(_)) => {
+            }
+            ("iss", _) => return bad("iss", "a string"),
+            ("jti", _) => return bad("jti", "a string"),
+            ("scope", _) => return bad("scope", "a string of space-separated scopes"),
+            ("sub", Value::String(s)) if !s.is_empty() && s.len() <= MAX_SUB_BYTES => {}
+            ("sub", _) => return bad("sub", "a non-empty string of at most 256 bytes"),
+            ("aud", Value::String(_)) => {}
+            ("aud", Value::Array(items)) if items.iter().all(Value::is_string) => {}
+            ("aud", _) => return bad("aud", "a string or an array of strings"),
+            ("exp", v) if numeric_date(v) => {}
+            ("exp", _) => return bad("exp", "a non-negative whole number of seconds"),
+            ("nbf", v) if numeric_date(v) => {}
+            ("nbf", _) => return bad("nbf", "a non-negative whole number of seconds"),
+            ("iat", v) if numeric_date(v) => {}
+            ("iat", _) => return bad("iat", "a non-negative whole number of seconds"),
+            ("purposes", Value::Array(items)) if items.iter().all(Value::is_string) => {}
+            ("purposes", _) => return bad("purposes", "an array of purpose names"),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// An RFC 7519 NumericDate the JWT library can compare: a non-negative integer.
+fn numeric_date(v: &serde_json::Value) -> bool {
+    v.as_u64().is_some()
 }
 
 #[cfg(test)]
