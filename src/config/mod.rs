@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::routing::{Route, RouteTable};
+use crate::routing::{Route, RouteOptions, RouteTable, SubjectCase, UnknownSubject};
 use raw::{CheckpointEvery, CheckpointEveryItem, RawConfig};
 
 /// A configuration problem: which key, and why.
@@ -175,7 +175,7 @@ impl Settings {
         } else {
             base
         };
-        Self::from_toml(&text, &base).map_err(|e| match e {
+        Self::parse(&text, &base, &path.display().to_string()).map_err(|e| match e {
             ConfigError::Parse { message, .. } => ConfigError::Parse {
                 path: path.to_path_buf(),
                 message,
@@ -186,14 +186,29 @@ impl Settings {
 
     /// Parses and validates config text; relative paths resolve against `base_dir`.
     pub fn from_toml(text: &str, base_dir: &Path) -> Result<Settings, ConfigError> {
+        Self::parse(text, base_dir, "config")
+    }
+
+    /// `file` names the text in messages that point at a line.
+    fn parse(text: &str, base_dir: &Path, file: &str) -> Result<Settings, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: PathBuf::from("config"),
             message: e.to_string().trim_end().to_string(),
         })?;
-        Self::from_raw(raw, base_dir)
+        let line_of = |offset: usize| {
+            let line = text
+                .get(..offset)
+                .map_or(0, |t| t.bytes().filter(|b| *b == b'\n').count());
+            format!("{file}:{}", line + 1)
+        };
+        Self::from_raw(raw, base_dir, &line_of)
     }
 
-    fn from_raw(raw: RawConfig, base: &Path) -> Result<Settings, ConfigError> {
+    fn from_raw(
+        raw: RawConfig,
+        base: &Path,
+        line_of: &dyn Fn(usize) -> String,
+    ) -> Result<Settings, ConfigError> {
         let path = |p: &str| resolve(base, p);
         let g = raw.gateway;
         let tls = match (g.tls_cert, g.tls_key) {
@@ -307,17 +322,56 @@ impl Settings {
         }
 
         let mut routes = Vec::with_capacity(raw.routes.len());
+        let mut lines = Vec::with_capacity(raw.routes.len());
         for (i, r) in raw.routes.into_iter().enumerate() {
             let key = format!("route[{i}]");
-            if routes.iter().any(|x: &Route| x.name == r.name) {
+            let at = line_of(r.name.span().start);
+            let name = r.name.into_inner();
+            check_route_name(&format!("{key}.name"), &name)?;
+            if routes.iter().any(|x: &Route| x.name == name) {
                 return Err(invalid(
                     format!("{key}.name"),
-                    format!("route name \"{}\" is used twice", r.name),
+                    format!("route name \"{name}\" is used twice ({at})"),
                 ));
             }
-            let route = Route::new(r.name, &r.pattern, &r.upstream, r.personal_data, r.public)
-                .map_err(|e| invalid(format!("{key}.{}", e.key()), e.to_string()))?;
+            let options = RouteOptions {
+                personal_data: r.personal_data,
+                public: r.public,
+                subject_case: match r.subject_case.as_deref() {
+                    None | Some("exact") => SubjectCase::Exact,
+                    Some("lower") => SubjectCase::Lower,
+                    Some(other) => {
+                        return Err(invalid(
+                            format!("{key}.subject_case"),
+                            format!(
+                                "\"{other}\" is not a subject case; use \"exact\" or \"lower\""
+                            ),
+                        ));
+                    }
+                },
+                unknown_subject: match r.unknown_subject.as_deref() {
+                    None | Some("default_region") => UnknownSubject::DefaultRegion,
+                    Some("deny") => UnknownSubject::Deny,
+                    Some(other) => {
+                        return Err(invalid(
+                            format!("{key}.unknown_subject"),
+                            format!(
+                                "\"{other}\" is not a choice; use \"default_region\" or \"deny\""
+                            ),
+                        ));
+                    }
+                },
+            };
+            if !options.personal_data && (r.subject_case.is_some() || r.unknown_subject.is_some()) {
+                return Err(invalid(
+                    format!("{key}.personal_data"),
+                    "subject_case and unknown_subject apply only to personal-data routes",
+                ));
+            }
+            let route = Route::new(name, &r.pattern, &r.upstream, options)
+                .map_err(|e| invalid(format!("{key}.{}", e.key()), format!("{e} ({at})")))?;
             routes.push(route);
+            lines.push(at);
         }
         if routes.is_empty() {
             return Err(invalid(
@@ -325,6 +379,28 @@ impl Settings {
                 "no [[route]] is defined: the gateway would answer no_route to everything",
             ));
         }
+        let names: Vec<String> = routes.iter().map(|r| r.name.clone()).collect();
+        let describe = |i: usize| {
+            format!(
+                "route[{i}] \"{}\" ({})",
+                names.get(i).map_or("", String::as_str),
+                lines.get(i).map_or("", String::as_str)
+            )
+        };
+        let routes = match RouteTable::new(routes) {
+            Ok(table) => table,
+            Err(s) => {
+                return Err(invalid(
+                    format!("route[{}].match", s.earlier),
+                    format!(
+                        "{} has no personal data but is listed before the personal-data {} and matches some of its paths (e.g. {}): first match wins, so that person's data would pass unchecked. List the personal-data route first, or narrow the earlier route's match",
+                        describe(s.earlier),
+                        describe(s.later),
+                        s.witness
+                    ),
+                ));
+            }
+        };
 
         Ok(Settings {
             base_dir: base.to_path_buf(),
@@ -338,7 +414,7 @@ impl Settings {
                 hash_secret_file: raw.policies.hash_secret_file.as_deref().map(path),
                 watch: raw.policies.watch.unwrap_or(true),
             },
-            routes: RouteTable::new(routes),
+            routes,
             controller: raw.controller,
         })
     }
@@ -388,6 +464,23 @@ fn check_name(key: &str, value: &str) -> Result<(), ConfigError> {
         Err(invalid(
             key,
             format!("\"{value}\" is not a region name (1-32 of a-z, 0-9, -)"),
+        ))
+    }
+}
+
+/// Route names label metrics and audit records: 1–64 of `A-Za-z0-9._-`.
+fn check_route_name(key: &str, value: &str) -> Result<(), ConfigError> {
+    let ok = !value.is_empty()
+        && value.len() <= 64
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            key,
+            format!("\"{value}\" is not a route name (1-64 of A-Z, a-z, 0-9, '.', '_', '-')"),
         ))
     }
 }

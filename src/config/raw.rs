@@ -92,11 +92,13 @@ pub(crate) struct RawPolicies {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRoute {
-    pub(crate) name: String,
+    pub(crate) name: toml::Spanned<String>,
     #[serde(rename = "match")]
     pub(crate) pattern: String,
     pub(crate) upstream: String,
     pub(crate) personal_data: bool,
     #[serde(default)]
     pub(crate) public: bool,
+    pub(crate) subject_case: Option<String>,
+    pub(crate) unknown_subject: Option<String>,
 }

@@ -4,7 +4,7 @@ use http::HeaderMap;
 
 use crate::error::GatewayError;
 use crate::http::headers::X_PURPOSE;
-use crate::routing::{Route, RouteTable, decode_segment, normalize};
+use crate::routing::{Route, RouteTable, SubjectCase, decode_segment, normalize};
 
 /// The route a request matched, on its normalised path.
 pub(crate) struct Resolved<'a> {
@@ -14,6 +14,36 @@ pub(crate) struct Resolved<'a> {
     pub(crate) subject: Option<String>,
 }
 
+/// A [`Resolved`] without its borrow of the route table, to move into a task.
+pub(crate) struct Target {
+    index: usize,
+    path: String,
+    subject: Option<String>,
+}
+
+impl Resolved<'_> {
+    /// Drops the borrow; [`Target::resolve`] takes it again.
+    pub(crate) fn into_target(self) -> Target {
+        Target {
+            index: self.index,
+            path: self.path,
+            subject: self.subject,
+        }
+    }
+}
+
+impl Target {
+    /// The route again, from the same (immutable) table.
+    pub(crate) fn resolve(self, table: &RouteTable) -> Result<Resolved<'_>, GatewayError> {
+        Ok(Resolved {
+            route: table.get(self.index).ok_or(GatewayError::Internal)?,
+            index: self.index,
+            path: self.path,
+            subject: self.subject,
+        })
+    }
+}
+
 /// Normalises the path and finds its route; decodes the `{subject}` segment.
 pub(crate) fn route<'a>(
     table: &'a RouteTable,
@@ -21,11 +51,25 @@ pub(crate) fn route<'a>(
 ) -> Result<Resolved<'a>, GatewayError> {
     let path = normalize(raw_path)
         .map_err(|e| GatewayError::BadPath(format!("{e}; send a plain, normalised path")))?;
-    let (index, route, m) = table.find(&path).ok_or(GatewayError::NoRoute)?;
+    let (index, route, m) = table
+        .find(&path)
+        .map_err(|e| GatewayError::BadPath(e.to_string()))?
+        .ok_or(GatewayError::NoRoute)?;
     let subject = match m.subject {
-        Some(raw) => Some(decode_segment(raw).ok_or_else(|| {
-            GatewayError::BadPath("the subject segment is not valid UTF-8".into())
-        })?),
+        Some(raw) if raw.contains(';') => {
+            return Err(GatewayError::BadPath(
+                "the subject segment carries ';' parameters; send the bare subject id".into(),
+            ));
+        }
+        Some(raw) => {
+            let mut subject = decode_segment(raw).ok_or_else(|| {
+                GatewayError::BadPath("the subject segment is not valid UTF-8".into())
+            })?;
+            if route.subject_case == SubjectCase::Lower {
+                subject.make_ascii_lowercase();
+            }
+            Some(subject)
+        }
         None => None,
     };
     Ok(Resolved {
@@ -36,11 +80,9 @@ pub(crate) fn route<'a>(
     })
 }
 
-/// Longest purpose name accepted.
-const MAX_PURPOSE_LEN: usize = 64;
-
-/// The declared purpose: exactly one `X-Purpose` header holding one purpose name
-/// (`[a-z][a-z0-9_]*`, at most 64 bytes). Lists, whitespace tricks and repeats are refused.
+/// The declared purpose: exactly one `X-Purpose` header holding one purpose name (the one
+/// grammar of [`crate::consent::validate_purpose`], shared with policy files and the consent
+/// API). Lists, whitespace tricks and repeats are refused.
 pub(crate) fn purpose(headers: &HeaderMap) -> Result<String, GatewayError> {
     let mut values = headers.get_all(&X_PURPOSE).iter();
     let value = values.next().ok_or_else(|| {
@@ -53,21 +95,17 @@ pub(crate) fn purpose(headers: &HeaderMap) -> Result<String, GatewayError> {
             "send exactly one X-Purpose header; repeated X-Purpose headers are refused".into(),
         ));
     }
-    let bytes = value.as_bytes();
-    let valid = !bytes.is_empty()
-        && bytes.len() <= MAX_PURPOSE_LEN
-        && bytes[0].is_ascii_lowercase()
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_');
-    if !valid {
-        return Err(GatewayError::UnknownPurpose(
-            "X-Purpose must be one purpose name (lower-case letters, digits, '_'), not a list"
-                .into(),
-        ));
-    }
-    // Validated ASCII above.
-    Ok(String::from_utf8_lossy(bytes).into_owned())
+    let name = value
+        .to_str()
+        .ok()
+        .filter(|v| crate::consent::validate_purpose(v).is_ok())
+        .ok_or_else(|| {
+            GatewayError::UnknownPurpose(
+                "X-Purpose must be one purpose name (lower-case letters, digits, '_'), not a list"
+                    .into(),
+            )
+        })?;
+    Ok(name.to_owned())
 }
 
 /// Whether the request carries `Sec-GPC: 1` (W3C GPC: only the exact value `1` counts; any
