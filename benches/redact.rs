@@ -58,6 +58,7 @@ fn customer(target: usize) -> String {
 fn bench(c: &mut Criterion) {
     let opts = LoadOptions {
         hash_key: Some(b"bench-key".to_vec()),
+        ..Default::default()
     };
     let Ok(set) = PolicySet::load_dir(Path::new(POLICIES), &opts) else {
         panic!("the shipped policies must load");

@@ -17,6 +17,7 @@ pub mod devtools;
 pub mod error;
 pub mod hex;
 pub mod http;
+pub mod json;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;
@@ -115,7 +116,10 @@ impl Gateway {
         };
         let policies = Arc::new(policy::PolicyRegistry::load(
             &settings.policies.dir,
-            policy::LoadOptions { hash_key },
+            policy::LoadOptions {
+                hash_key,
+                required_regions: vec![settings.gateway.default_region.clone()],
+            },
         )?);
         let watcher = if settings.policies.watch {
             Some(policies.clone().watch()?)
@@ -136,6 +140,7 @@ impl Gateway {
             store,
             policies,
             audit,
+            exchanges: tokio_util::task::TaskTracker::new(),
         });
         Ok(Gateway {
             state,
@@ -200,6 +205,9 @@ impl Gateway {
         let _ = tx.send(true);
         let _ = data.await;
         let _ = admin.await;
+        // Exchanges whose client went away still finish and write their records.
+        self.state.exchanges.close();
+        self.state.exchanges.wait().await;
         reload.abort();
     }
 }

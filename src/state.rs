@@ -26,4 +26,7 @@ pub struct State {
     pub policies: Arc<PolicyRegistry>,
     /// The tamper-evident access log.
     pub audit: AuditLog,
+    /// Personal-data exchanges in flight: each runs to its audit record even when its client
+    /// goes away, and shutdown waits for them.
+    pub exchanges: tokio_util::task::TaskTracker,
 }

@@ -649,17 +649,32 @@ async fn audit_failure_blocks_release_then_recovers(obstacle: Obstacle) {
     assert_eq!(denied.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(env.records().len(), written);
 
+    // While the log is unhealthy the upstream is not called at all.
+    let calls = env.up.count();
+    let r = env.call(profile, Some("support")).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        env.up.count(),
+        calls,
+        "the upstream was called with no record to follow"
+    );
+
     match obstacle {
         Obstacle::Directory => std::fs::remove_dir(&next).unwrap(),
         Obstacle::DiskFull => std::fs::remove_file(&next).unwrap(),
     }
+    // The first refusal after the disk recovers is still 503, but its record is written, which
+    // shows the log healthy again; the next request is served.
+    let r = env.call(profile, Some("support")).await;
+    assert_eq!(r.code(), "audit_unavailable", "{}", r.text());
+    assert_eq!(env.records().len(), written + 1);
     let r = env.call(profile, Some("support")).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(ready().await.status, StatusCode::OK);
-    assert_eq!(env.records().len(), written + 1);
+    assert_eq!(env.records().len(), written + 2);
     let v = env.admin("/v1/audit/verify").await.json();
     assert_eq!(v["ok"], true, "{v}");
-    assert_eq!(v["records"], written + 1);
+    assert_eq!(v["records"], written + 2);
     env.gw.shutdown().await;
 }
 

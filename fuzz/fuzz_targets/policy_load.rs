@@ -34,6 +34,7 @@ fn opts() -> &'static LoadOptions {
     static O: OnceLock<LoadOptions> = OnceLock::new();
     O.get_or_init(|| LoadOptions {
         hash_key: Some(b"consentgate-fuzz-hash-key-0123456789".to_vec()),
+        ..Default::default()
     })
 }
 

@@ -40,15 +40,16 @@ fn decision(ctx: &Ctx, error: Option<&GatewayError>) -> (Decision, &'static str)
     }
 }
 
-/// Writes the record for `resp` and returns what may be released. The record takes the
-/// request's details out of `ctx` (only the id, route and caller stay, for the log line).
+/// Writes the record for `resp` and returns what may be released, and whether the record was
+/// written. The record takes the request's details out of `ctx` (only the id, route and caller
+/// stay, for the log line).
 pub(crate) async fn record(
     state: &State,
     ctx: &mut Ctx,
     method: &Method,
     mut resp: Response<Body>,
     error: Option<&GatewayError>,
-) -> Response<Body> {
+) -> (Response<Body>, bool) {
     let (decision, reason) = decision(ctx, error);
     let region = ctx
         .region
@@ -73,7 +74,10 @@ pub(crate) async fn record(
     };
     if let Err(e) = state.audit.append(entry).await {
         tracing::error!(error = %e, request_id = %ctx.request_id, "audit record not written; releasing nothing");
-        return error_response(&GatewayError::AuditUnavailable, &ctx.request_id);
+        return (
+            error_response(&GatewayError::AuditUnavailable, &ctx.request_id),
+            false,
+        );
     }
     let header = match decision {
         Decision::Allow => "allow",
@@ -85,5 +89,5 @@ pub(crate) async fn record(
     if let Some(region) = region {
         resp.headers_mut().insert(&X_REGION, region);
     }
-    resp
+    (resp, true)
 }

@@ -38,8 +38,6 @@ pub(crate) struct Ctx {
     pub(crate) route: Option<String>,
     /// The matched route's position in the route table (metrics).
     pub(crate) route_index: Option<usize>,
-    /// The matched route handles personal data: the request is audited.
-    pub(crate) personal: bool,
     /// Normalised path (personal-data routes only: it goes into the audit record).
     pub(crate) path: String,
     pub(crate) caller: Option<String>,
@@ -57,6 +55,10 @@ pub(crate) struct Ctx {
 }
 
 /// Handles one data-plane request.
+///
+/// A personal-data exchange runs in a task of its own, tracked by [`State::exchanges`]: once
+/// decided it runs to its audit record whatever the client does (a client that disconnects
+/// drops this future, not the exchange) and shutdown waits for it.
 pub(crate) async fn handle(
     state: Arc<State>,
     req: Request<Incoming>,
@@ -68,27 +70,36 @@ pub(crate) async fn handle(
         ..Ctx::default()
     };
     let method = req.method().clone();
-    let result = handle_inner(&state, req, conn, &mut ctx).await;
-    let (mut resp, error) = match result {
-        Ok(resp) => (resp, None),
-        Err(err) => {
-            if matches!(
-                err,
-                GatewayError::UpstreamTimeout
-                    | GatewayError::UpstreamUnavailable
-                    | GatewayError::ResponseTooLarge { .. }
-                    | GatewayError::UnprocessableUpstreamBody(_)
-            ) {
-                state
-                    .metrics
-                    .upstream_error(ctx.route_index, forward::error_kind(&err));
+    let mut resp = match resolve::route(&state.settings.routes, req.uri().path()) {
+        Err(err) => outcome(&state, &ctx, Err(err)).0,
+        Ok(resolved) if resolved.route.personal_data => {
+            let target = resolved.into_target();
+            let request_id = ctx.request_id.clone();
+            let task = state.clone();
+            let exchange = state.exchanges.spawn(async move {
+                let resp = personal_exchange(&task, req, conn, target, &mut ctx).await;
+                (resp, ctx)
+            });
+            match exchange.await {
+                Ok((resp, done)) => {
+                    ctx = done;
+                    resp
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, %request_id, "personal-data exchange task failed");
+                    ctx = Ctx {
+                        request_id,
+                        ..Ctx::default()
+                    };
+                    error_response(&GatewayError::Internal, &ctx.request_id)
+                }
             }
-            (error_response(&err, &ctx.request_id), Some(err))
+        }
+        Ok(resolved) => {
+            let result = non_personal(&state, req, conn, &resolved, &mut ctx).await;
+            outcome(&state, &ctx, result).0
         }
     };
-    if ctx.personal {
-        resp = audit::record(&state, &mut ctx, &method, resp, error.as_ref()).await;
-    }
     if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
         resp.headers_mut().insert(&X_REQUEST_ID, v);
     }
@@ -124,29 +135,95 @@ pub(crate) fn error_response(err: &GatewayError, request_id: &str) -> Response<B
     resp
 }
 
-async fn handle_inner(
+/// Turns a stage's result into the response, counting upstream failures.
+fn outcome(
+    state: &State,
+    ctx: &Ctx,
+    result: Result<Response<Body>, GatewayError>,
+) -> (Response<Body>, Option<GatewayError>) {
+    match result {
+        Ok(resp) => (resp, None),
+        Err(err) => {
+            if matches!(
+                err,
+                GatewayError::UpstreamTimeout
+                    | GatewayError::UpstreamUnavailable
+                    | GatewayError::ResponseTooLarge { .. }
+                    | GatewayError::UnprocessableUpstreamBody(_)
+            ) {
+                state
+                    .metrics
+                    .upstream_error(ctx.route_index, forward::error_kind(&err));
+            }
+            (error_response(&err, &ctx.request_id), Some(err))
+        }
+    }
+}
+
+/// A personal-data request from routing to its audit record: authenticate, check the audit
+/// log can take the record, decide, forward, minimise; then the record, before release.
+async fn personal_exchange(
     state: &State,
     req: Request<Incoming>,
     conn: ConnInfo,
+    target: resolve::Target,
+    ctx: &mut Ctx,
+) -> Response<Body> {
+    let method = req.method().clone();
+    let result = personal_inner(state, req, conn, target, ctx).await;
+    let (resp, error) = outcome(state, ctx, result);
+    let verdict = ctx.verdict;
+    let (resp, recorded) = audit::record(state, ctx, &method, resp, error.as_ref()).await;
+    // Only decisions that have their record are counted.
+    if recorded && let Some(verdict) = verdict {
+        state.metrics.decision(ctx.route_index, verdict.as_str());
+    }
+    resp
+}
+
+async fn personal_inner(
+    state: &State,
+    req: Request<Incoming>,
+    conn: ConnInfo,
+    target: resolve::Target,
     ctx: &mut Ctx,
 ) -> Result<Response<Body>, GatewayError> {
-    let settings = &state.settings;
-    let resolved = resolve::route(&settings.routes, req.uri().path())?;
+    let resolved = target.resolve(&state.settings.routes)?;
     let route = resolved.route;
     ctx.route = Some(route.name.clone());
     ctx.route_index = Some(resolved.index);
-    // Known from the path before authentication, so that refused attempts at a person's data
-    // appear in their access report too.
-    if route.personal_data {
-        ctx.path = resolved.path.clone();
-    }
-    if route.personal_data
-        && let Some(subject) = resolved.subject.as_deref()
+    ctx.path = resolved.path.clone();
+    // Config validation guarantees personal routes are authenticated.
+    let caller = state
+        .verifier
+        .verify_header(req.headers().get_all(http::header::AUTHORIZATION).iter())
+        .map_err(|e| GatewayError::Unauthenticated(e.to_string()))?;
+    ctx.caller = Some(caller.name.clone());
+    // The subject is attributed only once the caller is known: unauthenticated noise does not
+    // land in a person's access report.
+    if let Some(subject) = resolved.subject.as_deref()
         && crate::consent::validate_subject(subject).is_ok()
     {
         ctx.subject = Some(subject.to_string());
     }
-    ctx.personal = route.personal_data;
+    // The upstream is not called unless the exchange's record can follow.
+    if !state.audit.healthy() {
+        return Err(GatewayError::AuditUnavailable);
+    }
+    personal::handle(state, req, conn, &resolved, &caller, ctx).await
+}
+
+async fn non_personal(
+    state: &State,
+    req: Request<Incoming>,
+    conn: ConnInfo,
+    resolved: &resolve::Resolved<'_>,
+    ctx: &mut Ctx,
+) -> Result<Response<Body>, GatewayError> {
+    let settings = &state.settings;
+    let route = resolved.route;
+    ctx.route = Some(route.name.clone());
+    ctx.route_index = Some(resolved.index);
     let caller = if route.public {
         None
     } else {
@@ -157,11 +234,6 @@ async fn handle_inner(
         ctx.caller = Some(caller.name.clone());
         Some(caller)
     };
-    if route.personal_data {
-        // Config validation guarantees personal routes are authenticated.
-        let caller = caller.as_ref().ok_or(GatewayError::Internal)?;
-        return personal::handle(state, req, conn, &resolved, caller, ctx).await;
-    }
     let (parts, body) = req.into_parts();
     let out = forward::Outbound {
         upstream: &route.upstream,

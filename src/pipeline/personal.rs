@@ -33,7 +33,14 @@ pub(crate) async fn handle(
         policy,
         purpose,
         verdict,
-    } = decide::decide(state, req.headers(), caller, subject, ctx)?;
+    } = decide::decide(
+        state,
+        req.headers(),
+        caller,
+        subject,
+        route.unknown_subject,
+        ctx,
+    )?;
     let head_only = req.method() == http::Method::HEAD;
     let g = &state.settings.gateway;
     let (parts, body) = req.into_parts();

@@ -21,12 +21,16 @@ use crate::redact::{Action, FieldFilter, FieldPath, FieldRule, Plan, Redactor, R
 pub struct LoadOptions {
     /// Secret key for `hash` redactors (from `[policies] hash_secret_file`).
     pub hash_key: Option<Vec<u8>>,
+    /// Regions the set must have (the gateway's `default_region`): a set without one of them
+    /// is refused at start and on reload, never swapped in.
+    pub required_regions: Vec<String>,
 }
 
 impl fmt::Debug for LoadOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LoadOptions")
             .field("hash_key", &self.hash_key.as_ref().map(|_| "<secret>"))
+            .field("required_regions", &self.required_regions)
             .finish()
     }
 }
@@ -87,6 +91,16 @@ pub(crate) fn load_dir(
         ));
     }
     let policies = load_texts(&texts, opts, &mut errors);
+    for region in &opts.required_regions {
+        if errors.is_empty() && !policies.contains_key(region) {
+            errors.insert(LoadError::file(
+                &shown,
+                format!(
+                    "the gateway's default_region \"{region}\" has no policy here: add {region}.yaml or change gateway.default_region"
+                ),
+            ));
+        }
+    }
     if errors.is_empty() {
         Ok(policies)
     } else {
@@ -104,6 +118,13 @@ pub(crate) fn load_texts(
     let mut broken = BTreeSet::new();
     for (file, text) in texts {
         let stem = file.strip_suffix(".yaml").unwrap_or(file).to_owned();
+        if crate::consent::validate_region(&stem).is_err() {
+            errors.insert(LoadError::file(
+                file,
+                "a policy file is named after its region: 1 to 32 lower-case letters, digits and - (the form the consent API and gateway.default_region accept)",
+            ));
+            continue;
+        }
         let options = serde_saphyr::options! { with_snippet: false };
         match serde_saphyr::from_str_with_options::<RawPolicy>(text, options) {
             Ok(raw) => {
@@ -380,13 +401,6 @@ fn redactor(
     }
 }
 
-fn valid_purpose_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-}
-
 fn paths(
     purpose: &str,
     file: &str,
@@ -428,11 +442,14 @@ fn purpose(
     let p = d.item;
     let file = d.file;
     let before = errors.len();
-    if !valid_purpose_name(name) {
+    // One grammar for purpose names everywhere (X-Purpose, tokens' claims, the consent API).
+    if crate::consent::validate_purpose(name).is_err() {
         errors.insert(LoadError::at(
             file,
             d.key,
-            format!("purpose name \"{name}\" may only use letters, digits, _, - and ."),
+            format!(
+                "purpose name \"{name}\" must be 1 to 64 lower-case letters, digits and _, starting with a letter (the form X-Purpose accepts)"
+            ),
         ));
     }
     let consent = match (p.basis, &p.consent) {

@@ -13,6 +13,7 @@ use super::*;
 fn key() -> LoadOptions {
     LoadOptions {
         hash_key: Some(b"k".to_vec()),
+        ..Default::default()
     }
 }
 

@@ -19,5 +19,6 @@ pub const TEST_HASH_KEY: &[u8] = b"consentgate-policy-test-key";
 pub(crate) fn test_options() -> super::LoadOptions {
     super::LoadOptions {
         hash_key: Some(TEST_HASH_KEY.to_vec()),
+        ..Default::default()
     }
 }
