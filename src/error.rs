@@ -69,6 +69,9 @@ pub enum GatewayError {
     /// A failure inside the gateway (store error, bug). Details go to the log only.
     #[error("internal error; the request was denied")]
     Internal,
+    /// More requests are in flight than `gateway.max_in_flight`: shed before any work.
+    #[error("the gateway is at its limit of requests in flight; retry after a second")]
+    Overloaded,
 }
 
 impl GatewayError {
@@ -90,7 +93,7 @@ impl GatewayError {
             | Self::UpstreamUnavailable
             | Self::UnprocessableUpstreamBody(_) => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Self::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::AuditUnavailable | Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -115,6 +118,7 @@ impl GatewayError {
             Self::UpstreamTimeout => "upstream_timeout",
             Self::AuditUnavailable => "audit_unavailable",
             Self::Internal => "internal",
+            Self::Overloaded => "overloaded",
         }
     }
 

@@ -132,6 +132,7 @@ impl Gateway {
         let data = bind("gateway.listen", settings.gateway.listen).await?;
         let admin = bind("admin.listen", settings.admin_listen).await?;
         let metrics = metrics::Metrics::new(settings.routes.iter().map(|r| r.name.as_str()));
+        let max_in_flight = settings.gateway.max_in_flight;
         let state = Arc::new(State {
             settings,
             verifier,
@@ -141,6 +142,7 @@ impl Gateway {
             policies,
             audit,
             exchanges: tokio_util::task::TaskTracker::new(),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(max_in_flight)),
         });
         Ok(Gateway {
             state,

@@ -29,4 +29,6 @@ pub struct State {
     /// Personal-data exchanges in flight: each runs to its audit record even when its client
     /// goes away, and shutdown waits for them.
     pub exchanges: tokio_util::task::TaskTracker,
+    /// Data-plane requests in flight, at most `gateway.max_in_flight`.
+    pub in_flight: Arc<tokio::sync::Semaphore>,
 }

@@ -87,6 +87,8 @@ pub struct GatewaySettings {
     pub header_read_timeout: Duration,
     /// Open connections accepted at once, per listener.
     pub max_connections: usize,
+    /// Data-plane requests in flight at once; more are answered `503 overloaded` at once.
+    pub max_in_flight: usize,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
 }
@@ -158,6 +160,9 @@ pub struct Settings {
 }
 
 const DEFAULT_MAX_BODY: u64 = 8 * 1024 * 1024;
+/// Requests in flight at once by default: with `max_body_bytes` of 8 MiB, at most 8 GiB of
+/// response buffers in the worst case; lower it (or `max_body_bytes`) on small machines.
+const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 
 impl Settings {
     /// Reads and validates a config file.
@@ -264,6 +269,13 @@ impl Settings {
                 }
                 Some(n) => n,
                 None => 10_000,
+            },
+            max_in_flight: match g.max_in_flight {
+                Some(0) => {
+                    return Err(invalid("gateway.max_in_flight", "must be greater than 0"));
+                }
+                Some(n) => n.min(tokio::sync::Semaphore::MAX_PERMITS),
+                None => DEFAULT_MAX_IN_FLIGHT,
             },
             shutdown_grace: duration("gateway.shutdown_grace", g.shutdown_grace.as_deref(), "30s")?,
         };

@@ -30,6 +30,7 @@ pub(crate) struct RawGateway {
     pub(crate) upstream_timeout: Option<String>,
     pub(crate) header_read_timeout: Option<String>,
     pub(crate) max_connections: Option<usize>,
+    pub(crate) max_in_flight: Option<usize>,
     pub(crate) shutdown_grace: Option<String>,
 }
 

@@ -70,13 +70,18 @@ pub(crate) async fn handle(
         ..Ctx::default()
     };
     let method = req.method().clone();
+    // Load shedding: over the bound, a fast 503 before any work (and before any decision, so
+    // there is nothing to audit).
+    let slot = state.in_flight.clone().try_acquire_owned();
     let mut resp = match resolve::route(&state.settings.routes, req.uri().path()) {
+        _ if slot.is_err() => outcome(&state, &ctx, Err(GatewayError::Overloaded)).0,
         Err(err) => outcome(&state, &ctx, Err(err)).0,
         Ok(resolved) if resolved.route.personal_data => {
             let target = resolved.into_target();
             let request_id = ctx.request_id.clone();
             let task = state.clone();
             let exchange = state.exchanges.spawn(async move {
+                let _slot = slot;
                 let resp = personal_exchange(&task, req, conn, target, &mut ctx).await;
                 (resp, ctx)
             });
@@ -126,11 +131,19 @@ pub(crate) fn error_response(err: &GatewayError, request_id: &str) -> Response<B
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if err.status() == http::StatusCode::UNAUTHORIZED {
-        resp.headers_mut().insert(
-            http::header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer"),
-        );
+    match err.status() {
+        http::StatusCode::UNAUTHORIZED => {
+            resp.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer"),
+            );
+        }
+        // Every 503 is a passing condition (overload, audit log or store down).
+        http::StatusCode::SERVICE_UNAVAILABLE => {
+            resp.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        _ => {}
     }
     resp
 }
