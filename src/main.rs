@@ -166,7 +166,8 @@ enum CertsCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    // Held for the whole run: dropping it flushes the log writer's queue.
+    let _log_writer = init_logging(cli.log_format);
     consentgate::install_crypto_provider();
     match run(cli.command) {
         Ok(code) => code,
@@ -177,16 +178,24 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs go to stderr through a writer thread: a request only queues its log line, it never
+/// waits for the terminal or a pipe. Under overload (more than 128 000 queued lines) lines are
+/// dropped rather than slowing requests down; the audit log, not the log, is the record.
+fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(128_000)
+        .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    guard
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
