@@ -66,6 +66,10 @@ pub enum GatewayError {
     /// The audit record could not be made durable, so nothing is released.
     #[error("the audit log cannot be written; nothing was released, retry later")]
     AuditUnavailable,
+    /// The consent store cannot be reached, or cannot show its cached state is fresh enough,
+    /// so nothing is decided from it. Details go to the log only.
+    #[error("the consent store is unavailable; nothing was decided or changed, retry later")]
+    StoreUnavailable,
     /// A failure inside the gateway (store error, bug). Details go to the log only.
     #[error("internal error; the request was denied")]
     Internal,
@@ -93,7 +97,9 @@ impl GatewayError {
             | Self::UpstreamUnavailable
             | Self::UnprocessableUpstreamBody(_) => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Self::AuditUnavailable | Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Self::AuditUnavailable | Self::Overloaded | Self::StoreUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -117,6 +123,7 @@ impl GatewayError {
             Self::UnprocessableUpstreamBody(_) => "unprocessable_upstream_body",
             Self::UpstreamTimeout => "upstream_timeout",
             Self::AuditUnavailable => "audit_unavailable",
+            Self::StoreUnavailable => "store_unavailable",
             Self::Internal => "internal",
             Self::Overloaded => "overloaded",
         }
@@ -148,6 +155,12 @@ mod tests {
         assert_eq!(v["error"]["message"], "no consent for marketing");
         assert_eq!(v["error"]["request_id"], "rid-1");
         assert_eq!(err.status(), StatusCode::FORBIDDEN);
+    }
+
+    #[test]
+    fn store_unavailable_is_503() {
+        assert_eq!(GatewayError::StoreUnavailable.status(), 503);
+        assert_eq!(GatewayError::StoreUnavailable.code(), "store_unavailable");
     }
 
     #[test]

@@ -126,8 +126,7 @@ impl Gateway {
         } else {
             None
         };
-        let store: Arc<dyn consent::ConsentStore> =
-            Arc::new(consent::SledStore::open(&settings.store_path)?);
+        let store = consent::ConsentStore::open_sled(&settings.store_path)?;
         let audit = audit::AuditLog::open(audit_config(&settings))?;
         let data = bind("gateway.listen", settings.gateway.listen).await?;
         let admin = bind("admin.listen", settings.admin_listen).await?;

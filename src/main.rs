@@ -420,7 +420,7 @@ fn demo_command(config: &Path) -> Result<ExitCode> {
                 },
             )
         };
-        let seeded = demo::seed::seed(gateway.state().store.as_ref())?;
+        let seeded = demo::seed::seed(&gateway.state().store).await?;
         if seeded > 0 {
             println!("seeded regions and consents for {seeded} sample customers");
         }

@@ -21,7 +21,7 @@ pub struct State {
     /// Data-plane metrics.
     pub metrics: Metrics,
     /// Consent records and subject regions.
-    pub store: Arc<dyn ConsentStore>,
+    pub store: ConsentStore,
     /// The loaded policy set, swapped atomically on reload.
     pub policies: Arc<PolicyRegistry>,
     /// The tamper-evident access log.

@@ -1,42 +1,32 @@
 //! Consent API: subject regions, consent decisions, withdrawal, current state, history
 //! (plain or Kantara Consent Receipt v1.1), and bulk NDJSON import.
 
-use std::sync::Arc;
-
 use http::{HeaderMap, Response, StatusCode};
 use hyper::body::Incoming;
-use serde::Deserialize;
 use time::OffsetDateTime;
 
 use super::json;
-use super::request::{body, json_body, query, require};
-use crate::consent::{self, ConsentChange, ConsentStatus, ConsentStore, StoreError};
+use super::request::{body, query, require};
+use crate::consent::{self, ConsentChange, ConsentStatus, RegionChange, StoreError};
 use crate::error::GatewayError;
 use crate::http::Body;
 use crate::state::State;
 
-/// Maps store errors: bad input is the caller's (400), the rest is ours (500, logged).
+/// Maps store errors: bad input is the caller's (400), an unreachable store is 503
+/// `store_unavailable`, the rest is ours (500); the last two are logged.
 pub(crate) fn store_error(e: StoreError) -> GatewayError {
     match e {
         StoreError::Invalid(v) => GatewayError::BadRequest(v.to_string()),
         StoreError::ImportTooLarge { .. } => GatewayError::BadRequest(e.to_string()),
+        StoreError::Unavailable(reason) => {
+            tracing::warn!(%reason, "consent store unavailable");
+            GatewayError::StoreUnavailable
+        }
         other => {
             tracing::error!(error = %other, "consent store failed");
             GatewayError::Internal
         }
     }
-}
-
-/// Runs a blocking store call off the async threads.
-async fn blocking<T: Send + 'static>(
-    store: &Arc<dyn ConsentStore>,
-    f: impl FnOnce(&dyn ConsentStore) -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, GatewayError> {
-    let store = store.clone();
-    tokio::task::spawn_blocking(move || f(store.as_ref()))
-        .await
-        .map_err(|_| GatewayError::Internal)?
-        .map_err(store_error)
 }
 
 fn check_subject(subject: &str) -> Result<(), GatewayError> {
@@ -59,43 +49,31 @@ fn check_purpose(state: &State, purpose: &str) -> Result<(), GatewayError> {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RegionBody {
-    region: String,
-}
-
-/// `PUT /v1/subjects/{s}` `{"region":"eu"}`.
+/// `PUT /v1/subjects/{s}` `{"region":"eu"}`: sets the region and answers
+/// `{"subject","region"}`; the change is kept in the subject's history as a region receipt
+/// (under `regions` in `GET …/consents/history`) naming the token's `sub`.
 pub(crate) async fn put_region(
     state: &State,
     headers: &HeaderMap,
     req: Incoming,
     subject: &str,
 ) -> Result<Response<Body>, GatewayError> {
-    require(state, headers, "consent:write")?;
+    let caller = require(state, headers, "consent:write")?;
     check_subject(subject)?;
-    let RegionBody { region } =
-        json_body(&body(req, state.settings.gateway.max_body_bytes).await?)?;
-    consent::validate_region(&region).map_err(|e| GatewayError::BadRequest(e.to_string()))?;
+    let bytes = body(req, state.settings.gateway.max_body_bytes).await?;
+    let region = consent::parse_region_body(&bytes).map_err(GatewayError::BadRequest)?;
     if state.policies.current().get(&region).is_none() {
         return Err(GatewayError::BadRequest(format!(
             "no policy is loaded for region '{region}'; add policies/{region}.yaml first"
         )));
     }
-    let (s, r) = (subject.to_string(), region.clone());
-    blocking(&state.store, move |store| store.set_region(&s, &r)).await?;
+    let mut change = RegionChange::new(subject, region.clone(), caller.name.clone());
+    change.collection_method = Some("api".into());
+    state.store.set_region(change).await.map_err(store_error)?;
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({"subject": subject, "region": region}),
     ))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ConsentBody {
-    status: String,
-    expires_at: Option<String>,
-    source: Option<String>,
 }
 
 /// `PUT /v1/subjects/{s}/consents/{purpose}`: records a grant or denial; answers the receipt.
@@ -106,31 +84,19 @@ pub(crate) async fn put_consent(
     subject: &str,
     purpose: &str,
 ) -> Result<Response<Body>, GatewayError> {
-    require(state, headers, "consent:write")?;
+    let caller = require(state, headers, "consent:write")?;
     check_subject(subject)?;
     check_purpose(state, purpose)?;
-    let b: ConsentBody = json_body(&body(req, state.settings.gateway.max_body_bytes).await?)?;
-    let status = match b.status.as_str() {
-        "granted" => ConsentStatus::Granted,
-        "denied" => ConsentStatus::Denied,
-        _ => {
-            return Err(GatewayError::BadRequest(
-                "status must be \"granted\" or \"denied\"; withdraw with DELETE".into(),
-            ));
-        }
-    };
-    let mut change = ConsentChange::new(subject, purpose, status);
-    if let Some(text) = &b.expires_at {
-        let at = consent::parse_timestamp(text, "expires_at")
-            .map_err(|e| GatewayError::BadRequest(e.to_string()))?;
-        if at <= OffsetDateTime::now_utc() {
-            return Err(GatewayError::BadRequest("expires_at is in the past".into()));
-        }
-        change.expires_at = Some(at);
-    }
-    change.source = b.source;
-    change.collection_method = Some("api".into());
-    let receipt = blocking(&state.store, move |store| store.record(change)).await?;
+    let bytes = body(req, state.settings.gateway.max_body_bytes).await?;
+    let change = consent::parse_consent_body(
+        &bytes,
+        subject,
+        purpose,
+        &caller.name,
+        OffsetDateTime::now_utc(),
+    )
+    .map_err(GatewayError::BadRequest)?;
+    let receipt = state.store.record(change).await.map_err(store_error)?;
     Ok(json(
         StatusCode::OK,
         &serde_json::to_value(&receipt).unwrap_or_default(),
@@ -144,12 +110,17 @@ pub(crate) async fn withdraw(
     subject: &str,
     purpose: &str,
 ) -> Result<Response<Body>, GatewayError> {
-    require(state, headers, "consent:write")?;
+    let caller = require(state, headers, "consent:write")?;
     check_subject(subject)?;
     consent::validate_purpose(purpose).map_err(|e| GatewayError::UnknownPurpose(e.to_string()))?;
-    let mut change = ConsentChange::new(subject, purpose, ConsentStatus::Withdrawn);
+    let mut change = ConsentChange::new(
+        subject,
+        purpose,
+        ConsentStatus::Withdrawn,
+        caller.name.clone(),
+    );
     change.collection_method = Some("api".into());
-    let receipt = blocking(&state.store, move |store| store.record(change)).await?;
+    let receipt = state.store.record(change).await.map_err(store_error)?;
     Ok(json(
         StatusCode::OK,
         &serde_json::to_value(&receipt).unwrap_or_default(),
@@ -161,11 +132,8 @@ pub(crate) async fn current_json(
     state: &State,
     subject: &str,
 ) -> Result<serde_json::Value, GatewayError> {
-    let s = subject.to_string();
-    let (region, records) = blocking(&state.store, move |store| {
-        Ok((store.region(&s)?, store.current(&s)?))
-    })
-    .await?;
+    let region = state.store.region(subject).await.map_err(store_error)?;
+    let records = state.store.current(subject).await.map_err(store_error)?;
     let now = OffsetDateTime::now_utc();
     let consents: Vec<serde_json::Value> = records
         .iter()
@@ -194,13 +162,17 @@ pub(crate) async fn current(
     Ok(json(StatusCode::OK, &current_json(state, subject).await?))
 }
 
-/// The subject's receipts, oldest first.
+/// The subject's consent receipts, oldest first.
 pub(crate) async fn history_receipts(
     state: &State,
     subject: &str,
 ) -> Result<Vec<consent::Receipt>, GatewayError> {
-    let s = subject.to_string();
-    blocking(&state.store, move |store| store.history(&s)).await
+    Ok(state
+        .store
+        .history(subject)
+        .await
+        .map_err(store_error)?
+        .receipts)
 }
 
 /// `GET /v1/subjects/{s}/consents/history[?format=kantara]`.
@@ -216,11 +188,12 @@ pub(crate) async fn history(
         .into_iter()
         .next()
         .map(|(_, v)| v);
-    let receipts = history_receipts(state, subject).await?;
+    let consent::History { receipts, regions } =
+        state.store.history(subject).await.map_err(store_error)?;
     match format.as_deref() {
         None | Some("json") => Ok(json(
             StatusCode::OK,
-            &serde_json::json!({"subject": subject, "receipts": receipts}),
+            &serde_json::json!({"subject": subject, "receipts": receipts, "regions": regions}),
         )),
         Some("kantara") => {
             let controller = state.settings.controller.as_ref().ok_or_else(|| {
@@ -253,9 +226,10 @@ pub(crate) async fn import(
     req: Incoming,
     request_id: &str,
 ) -> Result<Response<Body>, GatewayError> {
-    require(state, headers, "consent:write")?;
+    let caller = require(state, headers, "consent:write")?;
     let bytes = body(req, state.settings.gateway.max_body_bytes).await?;
-    let parsed = consent::parse_import(&bytes).map_err(store_error)?;
+    let parsed = consent::parse_import(&bytes, &caller.name, OffsetDateTime::now_utc())
+        .map_err(store_error)?;
     let set = state.policies.current();
     let mut errors = parsed.errors;
     for line in &parsed.lines {
@@ -275,7 +249,16 @@ pub(crate) async fn import(
     }
     errors.sort_by_key(|e| e.line);
     let report = if errors.is_empty() {
-        blocking(&state.store, move |store| store.import(&bytes)).await?
+        let imported = state
+            .store
+            .import(parsed.lines)
+            .await
+            .map_err(store_error)?;
+        consent::ImportReport {
+            imported,
+            rejected: 0,
+            errors: Vec::new(),
+        }
     } else {
         consent::ImportReport {
             imported: 0,

@@ -55,7 +55,7 @@ async fn route(
             Ok(json(StatusCode::OK, &serde_json::json!({"status": "ok"})))
         }
         (["readyz"], &Method::GET) => {
-            let (ready, checks) = readiness(state);
+            let (ready, checks) = readiness(state).await;
             let status = if ready {
                 StatusCode::OK
             } else {
@@ -118,8 +118,9 @@ async fn route(
 
 /// Readiness: ready only when the store answers, policies are loaded and the audit log can
 /// be written.
-fn readiness(state: &State) -> (bool, serde_json::Value) {
-    let store = state.store.region("readiness-probe").is_ok();
+async fn readiness(state: &State) -> (bool, serde_json::Value) {
+    let health = state.store.health().await;
+    let store = health.ok;
     let policies = !state.policies.current().is_empty();
     let audit = state.audit.healthy();
     (

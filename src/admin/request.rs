@@ -75,23 +75,6 @@ pub(crate) async fn body(body: Incoming, limit: u64) -> Result<bytes::Bytes, Gat
         })
 }
 
-/// Parses a JSON body into `T`, with a message that names the problem but not the content.
-pub(crate) fn json_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, GatewayError> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        let what = match e.classify() {
-            serde_json::error::Category::Data => {
-                "has unknown or missing fields, or a field of the wrong type"
-            }
-            _ => "is not valid JSON",
-        };
-        GatewayError::BadRequest(format!(
-            "the request body {what} (line {}, column {})",
-            e.line(),
-            e.column()
-        ))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

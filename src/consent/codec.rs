@@ -6,7 +6,7 @@
 //! - `subject 0x00 purpose` → current consent record (purposes are never
 //!   empty, so the two kinds of key cannot collide).
 //!
-//! Tree `history`: `subject 0x00 u64-big-endian-counter` → receipt.
+//! Tree `history`: `subject 0x00 u64-big-endian-counter` → receipt (consent or region).
 //!
 //! Validated subjects and purposes never contain `0x00`, so a prefix scan over
 //! `subject 0x00` returns exactly that subject's rows, in key order.
@@ -15,20 +15,25 @@
 //! - region: the UTF-8 region name;
 //! - consent: compact binary, read on every proxied request (see
 //!   [`encode_consent`]); the purpose is not stored, it is the key's suffix;
-//! - receipt: JSON.
+//! - consent receipt: JSON.
+//!
+//! In `history`, format `0x02` is a region receipt (JSON). A build that predates region
+//! receipts refuses it as an unknown format instead of misreading it.
 //!
 //! Any other format byte is an error, never read as "no value".
 
-use serde::{Serialize, de::DeserializeOwned};
+use serde::Serialize;
 use time::OffsetDateTime;
 
-use super::model::{ConsentRecord, ConsentStatus};
+use super::model::{ConsentRecord, ConsentStatus, Receipt, RegionReceipt};
 use super::store::StoreError;
 
 /// Separator between the subject and the rest of a key.
 pub(crate) const SEP: u8 = 0x00;
 /// Current value format: version 1.
 pub(crate) const FORMAT_V1: u8 = 0x01;
+/// A region receipt in the `history` tree.
+pub(crate) const FORMAT_REGION_RECEIPT: u8 = 0x02;
 
 /// Tree holding regions and current consents.
 pub(crate) const SUBJECTS_TREE: &str = "subjects";
@@ -78,13 +83,38 @@ pub(crate) fn encode_json<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError
     Ok(out)
 }
 
-/// Decodes a value written by [`encode_json`].
-pub(crate) fn decode_json<T: DeserializeOwned>(
-    tree: &'static str,
-    bytes: &[u8],
-) -> Result<T, StoreError> {
-    let payload = payload(tree, bytes)?;
-    serde_json::from_slice(payload).map_err(|_| StoreError::Corrupt { tree })
+/// One entry of the `history` tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum HistoryEntry {
+    /// A consent receipt.
+    Consent(Receipt),
+    /// A region receipt.
+    Region(RegionReceipt),
+}
+
+/// Encodes a region receipt for the `history` tree.
+pub(crate) fn encode_region_receipt(receipt: &RegionReceipt) -> Result<Vec<u8>, StoreError> {
+    let mut out = vec![FORMAT_REGION_RECEIPT];
+    serde_json::to_writer(&mut out, receipt).map_err(StoreError::Encode)?;
+    Ok(out)
+}
+
+/// Decodes one `history` value: a consent receipt (format 1) or a region receipt (format 2).
+pub(crate) fn decode_history(bytes: &[u8]) -> Result<HistoryEntry, StoreError> {
+    let corrupt = || StoreError::Corrupt { tree: HISTORY };
+    match bytes.split_first() {
+        Some((&FORMAT_V1, rest)) => serde_json::from_slice(rest)
+            .map(HistoryEntry::Consent)
+            .map_err(|_| corrupt()),
+        Some((&FORMAT_REGION_RECEIPT, rest)) => serde_json::from_slice(rest)
+            .map(HistoryEntry::Region)
+            .map_err(|_| corrupt()),
+        Some((&byte, _)) => Err(StoreError::UnknownFormat {
+            tree: HISTORY,
+            byte,
+        }),
+        None => Err(corrupt()),
+    }
 }
 
 /// Encodes a region name.

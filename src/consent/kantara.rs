@@ -149,6 +149,7 @@ mod tests {
             source: None,
             collection_method: Some("api".into()),
             prev_status: None,
+            recorded_by: None,
             sha256: String::new(),
         }
     }

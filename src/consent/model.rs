@@ -7,8 +7,8 @@ use time::OffsetDateTime;
 
 use super::timefmt;
 use super::validate::{
-    ValidationError, validate_collection_method, validate_purpose, validate_source,
-    validate_subject,
+    ValidationError, validate_collection_method, validate_purpose, validate_recorded_by,
+    validate_region, validate_source, validate_subject,
 };
 use crate::canonical_json;
 use crate::hex::encode as hex;
@@ -131,6 +131,8 @@ pub struct ConsentChange {
     pub collection_method: Option<String>,
     /// When the decision was made; `None` means now.
     pub recorded_at: Option<OffsetDateTime>,
+    /// Who recorded the change: the admin token's `sub` (or the importing token's).
+    pub recorded_by: String,
 }
 
 impl ConsentChange {
@@ -139,6 +141,7 @@ impl ConsentChange {
         subject: impl Into<String>,
         purpose: impl Into<String>,
         status: ConsentStatus,
+        recorded_by: impl Into<String>,
     ) -> Self {
         Self {
             subject: subject.into(),
@@ -148,10 +151,12 @@ impl ConsentChange {
             source: None,
             collection_method: None,
             recorded_at: None,
+            recorded_by: recorded_by.into(),
         }
     }
 
-    /// Checks every field of the change.
+    /// Checks every field of the change (shape only; the API's time rules are in
+    /// [`super::validate::check_change_times`]).
     pub fn validate(&self) -> Result<(), ValidationError> {
         validate_subject(&self.subject)?;
         validate_purpose(&self.purpose)?;
@@ -161,7 +166,49 @@ impl ConsentChange {
         if let Some(method) = &self.collection_method {
             validate_collection_method(method)?;
         }
-        Ok(())
+        validate_recorded_by(&self.recorded_by)
+    }
+}
+
+/// A change of a subject's region: it leaves a [`RegionReceipt`] in the subject's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegionChange {
+    /// The data subject.
+    pub subject: String,
+    /// The new region.
+    pub region: String,
+    /// How the change was made, for example `api` or `import`.
+    pub collection_method: Option<String>,
+    /// When the change was made; `None` means now.
+    pub recorded_at: Option<OffsetDateTime>,
+    /// Who made the change: the admin token's `sub`.
+    pub recorded_by: String,
+}
+
+impl RegionChange {
+    /// A region change made now.
+    pub fn new(
+        subject: impl Into<String>,
+        region: impl Into<String>,
+        recorded_by: impl Into<String>,
+    ) -> Self {
+        Self {
+            subject: subject.into(),
+            region: region.into(),
+            collection_method: None,
+            recorded_at: None,
+            recorded_by: recorded_by.into(),
+        }
+    }
+
+    /// Checks every field of the change.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        validate_subject(&self.subject)?;
+        validate_region(&self.region)?;
+        if let Some(method) = &self.collection_method {
+            validate_collection_method(method)?;
+        }
+        validate_recorded_by(&self.recorded_by)
     }
 }
 
@@ -198,19 +245,28 @@ pub struct Receipt {
     /// The status before this change, if there was one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prev_status: Option<ConsentStatus>,
+    /// Who recorded the change (the admin or importing token's `sub`). Receipts written
+    /// before attribution existed have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorded_by: Option<String>,
     /// Hex SHA-256 of the canonical JSON of the other fields.
     pub sha256: String,
+}
+
+/// Hex SHA-256 of the canonical JSON of `value` without its `sha256` key.
+fn receipt_hash<T: Serialize>(value: &T) -> Result<String, serde_json::Error> {
+    let mut value = serde_json::to_value(value)?;
+    if let serde_json::Value::Object(map) = &mut value {
+        map.remove("sha256");
+    }
+    let digest = digest::digest(&digest::SHA256, &canonical_json::to_vec(&value));
+    Ok(hex(digest.as_ref()))
 }
 
 impl Receipt {
     /// Computes the hash this receipt should carry (ignores the current `sha256`).
     pub fn compute_sha256(&self) -> Result<String, serde_json::Error> {
-        let mut value = serde_json::to_value(self)?;
-        if let serde_json::Value::Object(map) = &mut value {
-            map.remove("sha256");
-        }
-        let digest = digest::digest(&digest::SHA256, &canonical_json::to_vec(&value));
-        Ok(hex(digest.as_ref()))
+        receipt_hash(self)
     }
 
     /// True when `sha256` matches the other fields.
@@ -229,6 +285,65 @@ impl Receipt {
             receipt_id: self.id.clone(),
         }
     }
+}
+
+/// The permanent record of one region change, hashed like a [`Receipt`]. Its `kind` is
+/// always `"region"`, which tells it apart from consent receipts in a history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegionReceipt {
+    /// Always `"region"`.
+    pub kind: RegionKind,
+    /// Unique, sortable id from the same counter as consent receipts.
+    pub id: String,
+    /// The data subject.
+    pub subject: String,
+    /// The region set by this change.
+    pub region: String,
+    /// The region before this change, if one was set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev_region: Option<String>,
+    /// When the change was made (UTC).
+    #[serde(with = "timefmt")]
+    pub recorded_at: OffsetDateTime,
+    /// How the change was made (`api`, `import`, ...), if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collection_method: Option<String>,
+    /// Who made the change (the admin token's `sub`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorded_by: Option<String>,
+    /// Hex SHA-256 of the canonical JSON of the other fields.
+    pub sha256: String,
+}
+
+/// The `kind` tag of a [`RegionReceipt`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegionKind {
+    /// A region change.
+    Region,
+}
+
+impl RegionReceipt {
+    /// Computes the hash this receipt should carry (ignores the current `sha256`).
+    pub fn compute_sha256(&self) -> Result<String, serde_json::Error> {
+        receipt_hash(self)
+    }
+
+    /// True when `sha256` matches the other fields.
+    pub fn verify(&self) -> bool {
+        self.compute_sha256().is_ok_and(|h| h == self.sha256)
+    }
+}
+
+/// A subject's history: consent receipts and region receipts, each oldest first. Ids come
+/// from one counter, so merging both lists by id gives the order the changes were made in.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct History {
+    /// Consent receipts (grants, denials, withdrawals).
+    pub receipts: Vec<Receipt>,
+    /// Region receipts.
+    pub regions: Vec<RegionReceipt>,
 }
 
 /// Receipt id for a counter value: `rcpt_` and 20 zero-padded digits, so ids
@@ -325,6 +440,7 @@ mod tests {
             source: None,
             collection_method: Some("api".into()),
             prev_status: None,
+            recorded_by: None,
             sha256: String::new(),
         };
         receipt.sha256 = receipt.compute_sha256().unwrap();
@@ -334,6 +450,53 @@ mod tests {
         assert!(receipt.verify());
         receipt.status = ConsentStatus::Denied;
         assert!(!receipt.verify());
+    }
+
+    #[test]
+    fn receipt_hash_covers_recorded_by() {
+        let mut receipt = Receipt {
+            id: receipt_id(8),
+            subject: "cust-1".into(),
+            purpose: "marketing".into(),
+            status: ConsentStatus::Granted,
+            recorded_at: datetime!(2025-01-01 00:00 UTC),
+            expires_at: None,
+            source: None,
+            collection_method: None,
+            prev_status: None,
+            recorded_by: Some("crm-admin".into()),
+            sha256: String::new(),
+        };
+        receipt.sha256 = receipt.compute_sha256().unwrap();
+        assert!(receipt.verify());
+        receipt.recorded_by = Some("someone-else".into());
+        assert!(!receipt.verify(), "changing recorded_by breaks the hash");
+        receipt.recorded_by = None;
+        assert!(!receipt.verify(), "removing recorded_by breaks the hash");
+    }
+
+    #[test]
+    fn region_receipt_hash_and_json() {
+        let mut r = RegionReceipt {
+            kind: RegionKind::Region,
+            id: receipt_id(3),
+            subject: "cust-1".into(),
+            region: "eu".into(),
+            prev_region: Some("us-ca".into()),
+            recorded_at: datetime!(2025-01-01 00:00:00.000000001 UTC),
+            collection_method: Some("api".into()),
+            recorded_by: Some("ops".into()),
+            sha256: String::new(),
+        };
+        r.sha256 = r.compute_sha256().unwrap();
+        assert!(r.verify());
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(json.contains("\"kind\":\"region\""), "{json}");
+        let back: RegionReceipt = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, r);
+        assert!(serde_json::from_str::<Receipt>(&json).is_err());
+        r.region = "br".into();
+        assert!(!r.verify());
     }
 
     #[test]

@@ -1,8 +1,27 @@
-//! The storage interface the gateway uses, and its error type.
+//! The consent store the gateway uses, whatever the backend, and its error type.
+//!
+//! [`ConsentStore`] is one cheap-to-clone handle over an enum of backends (sled embedded,
+//! PostgreSQL shared). An enum rather than a trait object: the set of backends is closed
+//! and known at compile time, the data plane awaits a lookup on every request (an enum
+//! dispatches without boxing a future per call), and the shared parts — input
+//! validation, receipt logic ([`super::change`]), attribution — live in this one type
+//! instead of being repeated per implementation. Backends only offer reads and the small
+//! transactional interface [`super::change::ChangeTx`].
+//!
+//! Every write is durable before its method returns: sled flushes (fsync), PostgreSQL
+//! commits with `synchronous_commit = on`. A change updates the current state and the
+//! history together or not at all.
 
-use super::import::ImportReport;
-use super::model::{ConsentChange, ConsentRecord, Receipt};
-use super::validate::ValidationError;
+use std::path::Path;
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+
+use super::change::{Write, Written};
+use super::import::ImportLine;
+use super::model::{ConsentChange, ConsentRecord, History, Receipt, RegionChange, RegionReceipt};
+use super::sled_store::SledStore;
+use super::validate::{ValidationError, validate_purpose, validate_subject};
 
 /// Why a consent store operation failed. Callers must treat every error as
 /// "no decision possible" (fail closed), never as "no consent".
@@ -11,6 +30,10 @@ pub enum StoreError {
     /// The storage backend failed (I/O, corruption it detected, ...).
     #[error("consent store backend failed: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The store cannot be reached now (database down, pool exhausted, timeout, or the
+    /// replica cannot prove its cache fresh and the database does not answer). Retry later.
+    #[error("consent store unavailable: {0}")]
+    Unavailable(String),
     /// An input value was refused; the message says which and why.
     #[error(transparent)]
     Invalid(#[from] ValidationError),
@@ -40,34 +63,194 @@ pub enum StoreError {
     },
 }
 
-impl From<sled::Error> for StoreError {
-    fn from(e: sled::Error) -> Self {
-        Self::Backend(Box::new(e))
+/// What the data plane needs for one subject and purpose.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Lookup {
+    /// The subject's stored region, if one was set.
+    pub region: Option<String>,
+    /// The current consent record for the purpose, if any.
+    pub consent: Option<ConsentRecord>,
+}
+
+/// The store's answer to a readiness probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// True when reads and writes can be served now.
+    pub ok: bool,
+    /// Which backend answered (`sled`, `postgres`).
+    pub backend: &'static str,
+    /// Why not, in plain words, when `ok` is false (no secrets, no personal data).
+    pub problem: Option<String>,
+}
+
+#[derive(Debug)]
+enum Backend {
+    Sled(SledStore),
+}
+
+/// Where consent state lives: regions, current consents, and receipts.
+#[derive(Debug, Clone)]
+pub struct ConsentStore {
+    backend: Arc<Backend>,
+}
+
+impl ConsentStore {
+    /// Opens (or creates) an embedded sled store in directory `path`.
+    pub fn open_sled(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Ok(Self {
+            backend: Arc::new(Backend::Sled(SledStore::open(path)?)),
+        })
+    }
+
+    /// Wraps an open sled backend (tests that also poke the trees directly).
+    #[cfg(test)]
+    pub(crate) fn from_sled(sled: SledStore) -> Self {
+        Self {
+            backend: Arc::new(Backend::Sled(sled)),
+        }
+    }
+
+    /// The subject's stored region, if one was set.
+    pub async fn region(&self, subject: &str) -> Result<Option<String>, StoreError> {
+        validate_subject(subject)?;
+        match &*self.backend {
+            Backend::Sled(s) => s.region(subject),
+        }
+    }
+
+    /// Region and consent for one request: what the data plane calls per request.
+    pub async fn lookup(&self, subject: &str, purpose: &str) -> Result<Lookup, StoreError> {
+        validate_subject(subject)?;
+        validate_purpose(purpose)?;
+        match &*self.backend {
+            Backend::Sled(s) => s.lookup(subject, purpose),
+        }
+    }
+
+    /// Region and consent for many subjects and one purpose (a collection response), in the
+    /// order of `subjects` (repeats allowed). Every subject must be a valid id: one invalid
+    /// id fails the whole call, so validate (and withhold) before calling. sled answers from
+    /// point reads; PostgreSQL from its cache and one query for all the misses.
+    pub async fn lookup_many(
+        &self,
+        subjects: &[&str],
+        purpose: &str,
+    ) -> Result<Vec<Lookup>, StoreError> {
+        validate_purpose(purpose)?;
+        for subject in subjects {
+            validate_subject(subject)?;
+        }
+        match &*self.backend {
+            Backend::Sled(s) => subjects.iter().map(|s2| s.lookup(s2, purpose)).collect(),
+        }
+    }
+
+    /// Sets (or replaces) the subject's region; the change is kept in the subject's history
+    /// as a region receipt, which is returned.
+    pub async fn set_region(&self, change: RegionChange) -> Result<RegionReceipt, StoreError> {
+        let written = self.apply(vec![Write::Region(change)]).await?;
+        match written.into_iter().next() {
+            Some(Written::Region(receipt)) => {
+                tracing::debug!(receipt = %receipt.id, "subject region set");
+                Ok(receipt)
+            }
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// Records a grant, denial or withdrawal and returns its receipt.
+    pub async fn record(&self, change: ConsentChange) -> Result<Receipt, StoreError> {
+        let written = self.apply(vec![Write::Consent(change)]).await?;
+        match written.into_iter().next() {
+            Some(Written::Consent(receipt)) => {
+                tracing::debug!(
+                    purpose = %receipt.purpose,
+                    status = receipt.status.as_str(),
+                    receipt = %receipt.id,
+                    "consent recorded"
+                );
+                Ok(receipt)
+            }
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// Applies validated import lines, all or nothing, in order: each line's region (a
+    /// region receipt when it changes the subject's region), then its consent change.
+    /// Returns the number of lines applied.
+    pub async fn import(&self, lines: Vec<ImportLine>) -> Result<usize, StoreError> {
+        let count = lines.len();
+        let mut writes = Vec::with_capacity(count);
+        for line in lines {
+            if let Some(region) = line.region {
+                writes.push(Write::RegionIfChanged(RegionChange {
+                    subject: line.change.subject.clone(),
+                    region,
+                    collection_method: line.change.collection_method.clone(),
+                    recorded_at: line.change.recorded_at,
+                    recorded_by: line.change.recorded_by.clone(),
+                }));
+            }
+            writes.push(Write::Consent(line.change));
+        }
+        self.apply(writes).await?;
+        tracing::info!(lines = count, "consent import applied");
+        Ok(count)
+    }
+
+    /// The subject's current record for every purpose, sorted by purpose.
+    pub async fn current(&self, subject: &str) -> Result<Vec<ConsentRecord>, StoreError> {
+        validate_subject(subject)?;
+        match &*self.backend {
+            Backend::Sled(s) => s.current(subject),
+        }
+    }
+
+    /// The subject's consent and region receipts, each oldest (first recorded) first.
+    pub async fn history(&self, subject: &str) -> Result<History, StoreError> {
+        validate_subject(subject)?;
+        match &*self.backend {
+            Backend::Sled(s) => s.history(subject),
+        }
+    }
+
+    /// Whether the store can serve now (for `/readyz`).
+    pub async fn health(&self) -> Health {
+        match &*self.backend {
+            Backend::Sled(s) => match s.region("readiness-probe") {
+                Ok(_) => Health {
+                    ok: true,
+                    backend: "sled",
+                    problem: None,
+                },
+                Err(e) => Health {
+                    ok: false,
+                    backend: "sled",
+                    problem: Some(e.to_string()),
+                },
+            },
+        }
+    }
+
+    /// Validates and applies writes in one durable transaction.
+    async fn apply(&self, writes: Vec<Write>) -> Result<Vec<Written>, StoreError> {
+        for write in &writes {
+            write.validate()?;
+        }
+        let now = OffsetDateTime::now_utc();
+        match &*self.backend {
+            Backend::Sled(_) => {
+                let backend = self.backend.clone();
+                tokio::task::spawn_blocking(move || match &*backend {
+                    Backend::Sled(s) => s.apply(&writes, now),
+                })
+                .await
+                .map_err(|e| StoreError::Backend(Box::new(e)))?
+            }
+        }
     }
 }
 
-/// Where the consent state lives. Every write is durable (flushed to disk)
-/// before the method returns, and a change updates the current state and the
-/// history together or not at all.
-pub trait ConsentStore: Send + Sync + 'static {
-    /// The subject's stored region, if one was set.
-    fn region(&self, subject: &str) -> Result<Option<String>, StoreError>;
-    /// Sets (or replaces) the subject's region.
-    fn set_region(&self, subject: &str, region: &str) -> Result<(), StoreError>;
-    /// The current consent record for one purpose, if any.
-    fn consent(&self, subject: &str, purpose: &str) -> Result<Option<ConsentRecord>, StoreError>;
-    /// Region and consent for one request: what the proxy calls per request.
-    fn lookup(
-        &self,
-        subject: &str,
-        purpose: &str,
-    ) -> Result<(Option<String>, Option<ConsentRecord>), StoreError>;
-    /// Records a grant, denial or withdrawal and returns its receipt.
-    fn record(&self, change: ConsentChange) -> Result<Receipt, StoreError>;
-    /// The subject's current record for every purpose, sorted by purpose.
-    fn current(&self, subject: &str) -> Result<Vec<ConsentRecord>, StoreError>;
-    /// Every receipt of the subject, oldest (first recorded) first.
-    fn history(&self, subject: &str) -> Result<Vec<Receipt>, StoreError>;
-    /// Imports NDJSON consent lines: all of them, or none if any line is bad.
-    fn import(&self, ndjson: &[u8]) -> Result<ImportReport, StoreError>;
+fn unexpected() -> StoreError {
+    StoreError::Backend("the store returned no receipt for a write".into())
 }

@@ -17,6 +17,8 @@ pub const MAX_REGION_LEN: usize = 32;
 pub const MAX_SOURCE_LEN: usize = 256;
 /// Longest accepted collection method, in characters.
 pub const MAX_COLLECTION_METHOD_LEN: usize = 64;
+/// Longest accepted `recorded_by` (a token's `sub`), in characters.
+pub const MAX_RECORDED_BY_LEN: usize = 256;
 
 /// Why a consent input value was refused. Messages are plain words meant for
 /// the person who sent the value, and never contain the value itself.
@@ -39,6 +41,17 @@ pub enum ValidationError {
     /// The collection method is empty, too long or has control characters.
     #[error("collection method must be 1 to 64 printable characters")]
     CollectionMethod,
+    /// The caller name to record on a receipt is empty, too long or has control characters.
+    #[error(
+        "the caller's name (the token's sub) must be 1 to 256 printable characters to be recorded on a receipt"
+    )]
+    RecordedBy,
+    /// `expires_at` is not after the moment of the write.
+    #[error("expires_at is in the past; a consent must expire after it is recorded")]
+    ExpiresInPast,
+    /// `recorded_at` is after the moment of the write.
+    #[error("recorded_at is in the future; a decision cannot be recorded before it was made")]
+    RecordedInFuture,
     /// The status is not one of the three known words.
     #[error("status must be \"granted\", \"denied\" or \"withdrawn\"")]
     Status,
@@ -111,6 +124,31 @@ pub fn validate_collection_method(method: &str) -> Result<(), ValidationError> {
     } else {
         Err(ValidationError::CollectionMethod)
     }
+}
+
+/// Checks a `recorded_by` name (a token's `sub`): 1–256 printable characters.
+pub fn validate_recorded_by(name: &str) -> Result<(), ValidationError> {
+    if printable(name, MAX_RECORDED_BY_LEN) {
+        Ok(())
+    } else {
+        Err(ValidationError::RecordedBy)
+    }
+}
+
+/// The time rules every consent write from outside obeys (PUT and import alike):
+/// `expires_at`, when given, is after `now`; `recorded_at`, when given, is not after `now`.
+pub fn check_times(
+    expires_at: Option<OffsetDateTime>,
+    recorded_at: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+) -> Result<(), ValidationError> {
+    if expires_at.is_some_and(|t| t <= now) {
+        return Err(ValidationError::ExpiresInPast);
+    }
+    if recorded_at.is_some_and(|t| t > now) {
+        return Err(ValidationError::RecordedInFuture);
+    }
+    Ok(())
 }
 
 fn printable(text: &str, max_chars: usize) -> bool {
@@ -197,6 +235,32 @@ mod tests {
         assert_eq!(
             validate_collection_method("a\tb"),
             Err(ValidationError::CollectionMethod)
+        );
+    }
+
+    #[test]
+    fn recorded_by_names() {
+        assert_eq!(validate_recorded_by("crm-admin"), Ok(()));
+        assert_eq!(validate_recorded_by(&"é".repeat(256)), Ok(()));
+        for bad in ["", "a\nb", "\u{7f}", &"x".repeat(257)] {
+            assert_eq!(validate_recorded_by(bad), Err(ValidationError::RecordedBy));
+        }
+    }
+
+    #[test]
+    fn time_rules() {
+        let now = OffsetDateTime::now_utc();
+        let s = time::Duration::SECOND;
+        assert_eq!(check_times(None, None, now), Ok(()));
+        assert_eq!(check_times(Some(now + s), Some(now - s), now), Ok(()));
+        assert_eq!(check_times(None, Some(now), now), Ok(()));
+        assert_eq!(
+            check_times(Some(now), None, now),
+            Err(ValidationError::ExpiresInPast)
+        );
+        assert_eq!(
+            check_times(None, Some(now + s), now),
+            Err(ValidationError::RecordedInFuture)
         );
     }
 

@@ -139,10 +139,24 @@ pub(crate) fn subject(
     })
 }
 
+/// Maps a failed store lookup: unreachable → 503 `store_unavailable`, anything else → 500.
+pub(crate) fn store_lookup_error(e: crate::consent::StoreError, request_id: &str) -> GatewayError {
+    match e {
+        crate::consent::StoreError::Unavailable(reason) => {
+            tracing::warn!(%reason, %request_id, "consent store unavailable; denying");
+            GatewayError::StoreUnavailable
+        }
+        e => {
+            tracing::error!(error = %e, %request_id, "consent store lookup failed; denying");
+            GatewayError::Internal
+        }
+    }
+}
+
 /// Runs the decision for a single-subject request. Fills `ctx` as it learns things (for the
-/// audit record), and fails closed: a store error, a missing policy or an undefined purpose
-/// denies.
-pub(crate) fn decide(
+/// audit record), and fails closed: a store error (503 `store_unavailable` when the store
+/// cannot be reached, else 500), a missing policy or an undefined purpose denies.
+pub(crate) async fn decide(
     state: &State,
     headers: &HeaderMap,
     caller: &Caller,
@@ -161,10 +175,14 @@ pub(crate) fn decide(
             "this caller may not declare purpose '{purpose_name}' (not in its token's purposes)"
         )));
     }
-    let (region, record) = state.store.lookup(subject_id, &purpose_name).map_err(|e| {
-        tracing::error!(error = %e, request_id = %ctx.request_id, "consent store lookup failed; denying");
-        GatewayError::Internal
-    })?;
+    let crate::consent::Lookup {
+        region,
+        consent: record,
+    } = state
+        .store
+        .lookup(subject_id, &purpose_name)
+        .await
+        .map_err(|e| store_lookup_error(e, &ctx.request_id))?;
     let policies = state.policies.current();
     let question = Question {
         policies: &policies,

@@ -40,7 +40,8 @@ pub(crate) async fn handle(
         subject,
         route.unknown_subject,
         ctx,
-    )?;
+    )
+    .await?;
     let head_only = req.method() == http::Method::HEAD;
     let g = &state.settings.gateway;
     let (parts, body) = req.into_parts();
