@@ -1,15 +1,18 @@
 //! `consent::parse_import` on arbitrary bytes: never panics; every non-blank line is either a
 //! good line or an error, in file order; error line numbers are real line numbers; good lines
-//! pass the shared validators; error reasons stay short.
+//! pass the shared validators (shape and time rules, the same as a PUT); error reasons stay
+//! short.
 #![no_main]
 
 use consentgate::consent::{
-    IMPORT_COLLECTION_METHOD, parse_import, validate_purpose, validate_region, validate_subject,
+    IMPORT_COLLECTION_METHOD, check_times, parse_import, validate_purpose, validate_region,
+    validate_subject,
 };
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(parsed) = parse_import(data) else {
+    let now = time::OffsetDateTime::now_utc();
+    let Ok(parsed) = parse_import(data, "fuzz-importer", now) else {
         return; // only possible above MAX_IMPORT_LINES, far beyond the input size
     };
     let total_lines = data.split(|&b| b == b'\n').count();
@@ -60,5 +63,7 @@ fuzz_target!(|data: &[u8]| {
             Some(IMPORT_COLLECTION_METHOD)
         );
         assert!(c.validate().is_ok());
+        assert_eq!(c.recorded_by, "fuzz-importer");
+        assert!(check_times(c.expires_at, c.recorded_at, now).is_ok());
     }
 });
