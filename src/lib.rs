@@ -19,6 +19,7 @@ pub mod hex;
 pub mod http;
 pub mod json;
 pub mod metrics;
+pub mod pg;
 pub mod pipeline;
 pub mod policy;
 pub mod redact;
@@ -59,7 +60,7 @@ pub enum StartError {
     #[error("{0}")]
     Client(#[from] http::client::ClientError),
     /// The consent store.
-    #[error("store.path: {0}")]
+    #[error("consent store: {0}")]
     Store(#[from] consent::StoreError),
     /// The audit log.
     #[error("audit: {0}")]
@@ -126,7 +127,7 @@ impl Gateway {
         } else {
             None
         };
-        let store = consent::ConsentStore::open_sled(&settings.store_path)?;
+        let store = consent::ConsentStore::open(&settings.store).await?;
         let audit = audit::AuditLog::open(audit_config(&settings))?;
         let data = bind("gateway.listen", settings.gateway.listen).await?;
         let admin = bind("admin.listen", settings.admin_listen).await?;

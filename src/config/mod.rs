@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::routing::{Route, RouteOptions, RouteTable, SubjectCase, UnknownSubject};
-use raw::{CheckpointEvery, CheckpointEveryItem, RawConfig};
+use raw::{CheckpointEvery, CheckpointEveryItem, RawConfig, RawStore};
 
 /// A configuration problem: which key, and why.
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +125,30 @@ pub struct AuditSettings {
     pub checkpoint_records: Option<u64>,
 }
 
+/// `[store]`: where consent state lives.
+#[derive(Debug, Clone)]
+pub enum StoreSettings {
+    /// `backend = "sled"` (the default): an embedded database in `path`.
+    Sled {
+        /// The sled database directory.
+        path: PathBuf,
+    },
+    /// `backend = "postgres"`: shared by every replica.
+    Postgres(Box<PostgresStoreSettings>),
+}
+
+/// `[store] backend = "postgres"`.
+#[derive(Debug, Clone)]
+pub struct PostgresStoreSettings {
+    /// The parsed `url` (with `password_file`, read at start).
+    pub target: crate::pg::PgTarget,
+    /// The longest any replica may decide on a consent state older than the latest write.
+    pub max_staleness: Duration,
+}
+
+/// Shortest accepted `[store] max_staleness`.
+pub const MIN_MAX_STALENESS: Duration = Duration::from_millis(100);
+
 /// `[policies]`: where the region policies live.
 #[derive(Debug, Clone)]
 pub struct PolicySettings {
@@ -147,8 +171,8 @@ pub struct Settings {
     pub admin_listen: SocketAddr,
     /// `[auth]`.
     pub auth: AuthSettings,
-    /// `[store] path`: the sled database directory.
-    pub store_path: PathBuf,
+    /// `[store]`.
+    pub store: StoreSettings,
     /// `[audit]`.
     pub audit: AuditSettings,
     /// `[policies]`.
@@ -419,7 +443,7 @@ impl Settings {
             gateway,
             admin_listen: addr("admin.listen", &raw.admin.listen)?,
             auth,
-            store_path: path(&raw.store.path),
+            store: store_settings(raw.store, base)?,
             audit,
             policies: PolicySettings {
                 dir: path(&raw.policies.dir),
@@ -429,6 +453,61 @@ impl Settings {
             routes,
             controller: raw.controller,
         })
+    }
+}
+
+fn store_settings(raw: RawStore, base: &Path) -> Result<StoreSettings, ConfigError> {
+    match raw.backend.as_deref() {
+        None | Some("sled") => {
+            for (key, set) in [
+                ("store.url", raw.url.is_some()),
+                ("store.password_file", raw.password_file.is_some()),
+                ("store.max_staleness", raw.max_staleness.is_some()),
+            ] {
+                if set {
+                    return Err(invalid(
+                        key,
+                        "is only used with backend = \"postgres\"; remove it or set store.backend = \"postgres\"",
+                    ));
+                }
+            }
+            let path = raw.path.ok_or_else(|| {
+                invalid(
+                    "store.path",
+                    "the sled backend needs a database directory, like path = \"data/consent\"",
+                )
+            })?;
+            Ok(StoreSettings::Sled {
+                path: resolve(base, &path),
+            })
+        }
+        Some("postgres") => {
+            let url = raw.url.ok_or_else(|| {
+                invalid(
+                    "store.url",
+                    "backend = \"postgres\" needs url = \"postgres://user@host:5432/dbname\"",
+                )
+            })?;
+            let password_file = raw.password_file.as_deref().map(|p| resolve(base, p));
+            let target = crate::pg::PgTarget::parse(&url, base, password_file)
+                .map_err(|m| invalid("store.url", m))?;
+            let max_staleness =
+                duration("store.max_staleness", raw.max_staleness.as_deref(), "1s")?;
+            if max_staleness < MIN_MAX_STALENESS {
+                return Err(invalid(
+                    "store.max_staleness",
+                    "must be at least 100ms (replicas prove freshness with a heartbeat every quarter of it)",
+                ));
+            }
+            Ok(StoreSettings::Postgres(Box::new(PostgresStoreSettings {
+                target,
+                max_staleness,
+            })))
+        }
+        Some(other) => Err(invalid(
+            "store.backend",
+            format!("\"{other}\" is not a store backend; use \"sled\" or \"postgres\""),
+        )),
     }
 }
 
@@ -556,7 +635,9 @@ personal_data = true
     #[test]
     fn minimal_config_resolves_paths_and_defaults() {
         let s = Settings::from_toml(MINIMAL, Path::new("/etc/cg")).unwrap();
-        assert_eq!(s.store_path, PathBuf::from("/etc/cg/data/consent"));
+        assert!(
+            matches!(&s.store, StoreSettings::Sled { path } if path == Path::new("/etc/cg/data/consent"))
+        );
         assert_eq!(s.gateway.max_body_bytes, DEFAULT_MAX_BODY);
         assert_eq!(s.gateway.upstream_timeout, Duration::from_secs(30));
         assert_eq!(s.audit.sync, AuditSync::Group);
@@ -571,6 +652,55 @@ personal_data = true
             .unwrap_err()
             .to_string();
         assert!(err.contains("listen_typo"), "{err}");
+    }
+
+    #[test]
+    fn store_backends() {
+        let pg = MINIMAL.replace(
+            "path = \"data/consent\"",
+            "backend = \"postgres\"\nurl = \"postgres://cg@127.0.0.1:5432/consent\"\npassword_file = \"pg.pw\"\nmax_staleness = \"250ms\"",
+        );
+        let s = Settings::from_toml(&pg, Path::new("/etc/cg")).unwrap();
+        let StoreSettings::Postgres(p) = &s.store else {
+            panic!("not postgres")
+        };
+        assert_eq!(p.max_staleness, Duration::from_millis(250));
+        assert_eq!(p.target.describe(), "cg@127.0.0.1:5432/consent");
+        let default_staleness = pg.replace("max_staleness = \"250ms\"", "");
+        let s = Settings::from_toml(&default_staleness, Path::new("/etc/cg")).unwrap();
+        let StoreSettings::Postgres(p) = &s.store else {
+            panic!("not postgres")
+        };
+        assert_eq!(p.max_staleness, Duration::from_secs(1));
+
+        let cases = [
+            (pg.replace("250ms", "10ms"), "store.max_staleness"),
+            (pg.replace("250ms", "soon"), "store.max_staleness"),
+            (
+                pg.replace(
+                    "postgres://cg@127.0.0.1:5432/consent",
+                    "postgres://cg:pw@h:x/c",
+                ),
+                "store.url",
+            ),
+            (pg.replace("url = ", "# url = "), "store.url"),
+            (pg.replace("\"postgres\"\n", "\"mysql\"\n"), "store.backend"),
+            (
+                MINIMAL.replace("path = \"data/consent\"", "url = \"postgres://u@h/d\""),
+                "store.url",
+            ),
+            (
+                MINIMAL.replace("path = \"data/consent\"", "backend = \"sled\""),
+                "store.path",
+            ),
+        ];
+        for (text, key) in cases {
+            let err = Settings::from_toml(&text, Path::new("."))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with(key), "{key}: {err}");
+            assert!(!err.contains(":pw@"), "{err}");
+        }
     }
 
     #[test]

@@ -53,7 +53,11 @@ pub(crate) struct RawAuth {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawStore {
-    pub(crate) path: String,
+    pub(crate) backend: Option<String>,
+    pub(crate) path: Option<String>,
+    pub(crate) url: Option<String>,
+    pub(crate) password_file: Option<String>,
+    pub(crate) max_staleness: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

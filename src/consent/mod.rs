@@ -17,6 +17,7 @@ mod import;
 mod input;
 mod kantara;
 mod model;
+mod postgres;
 mod sled_store;
 mod store;
 mod timefmt;
@@ -32,7 +33,7 @@ pub use model::{
     ConsentChange, ConsentRecord, ConsentStatus, EffectiveConsent, History, Receipt, RegionChange,
     RegionKind, RegionReceipt,
 };
-pub use store::{ConsentStore, Health, Lookup, StoreError};
+pub use store::{CacheState, ConsentStore, Health, Lookup, StoreError};
 pub use validate::{
     MAX_COLLECTION_METHOD_LEN, MAX_PURPOSE_LEN, MAX_RECORDED_BY_LEN, MAX_REGION_LEN,
     MAX_SOURCE_LEN, MAX_SUBJECT_LEN, ValidationError, check_times, parse_timestamp,

@@ -20,8 +20,10 @@ use time::OffsetDateTime;
 use super::change::{Write, Written};
 use super::import::ImportLine;
 use super::model::{ConsentChange, ConsentRecord, History, Receipt, RegionChange, RegionReceipt};
+use super::postgres::PgStore;
 use super::sled_store::SledStore;
 use super::validate::{ValidationError, validate_purpose, validate_subject};
+use crate::config::StoreSettings;
 
 /// Why a consent store operation failed. Callers must treat every error as
 /// "no decision possible" (fail closed), never as "no consent".
@@ -55,6 +57,10 @@ pub enum StoreError {
     /// A value could not be encoded for storage.
     #[error("consent store could not encode a value: {0}")]
     Encode(#[source] serde_json::Error),
+    /// The store could not be opened: its configuration is wrong (password file, refused
+    /// credentials, unknown database, TLS). Retrying will not help.
+    #[error("{0}")]
+    Start(String),
     /// An import had more lines than one import may carry.
     #[error("import has more than {max} lines; split it into smaller imports")]
     ImportTooLarge {
@@ -72,6 +78,17 @@ pub struct Lookup {
     pub consent: Option<ConsentRecord>,
 }
 
+/// The PostgreSQL backend's cache, for `/readyz` and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheState {
+    /// True while the change feed (`LISTEN`) connection is up.
+    pub feed_up: bool,
+    /// Age of the freshness proof (the last heartbeat that came back), if any.
+    pub proof_age: Option<std::time::Duration>,
+    /// Subjects cached.
+    pub entries: usize,
+}
+
 /// The store's answer to a readiness probe.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Health {
@@ -86,6 +103,7 @@ pub struct Health {
 #[derive(Debug)]
 enum Backend {
     Sled(SledStore),
+    Postgres(PgStore),
 }
 
 /// Where consent state lives: regions, current consents, and receipts.
@@ -95,6 +113,19 @@ pub struct ConsentStore {
 }
 
 impl ConsentStore {
+    /// Opens the configured backend. For PostgreSQL, a configuration error fails
+    /// ([`StoreError::Start`]) while an unreachable server does not: the store starts not
+    /// ready ([`ConsentStore::health`]), refuses with [`StoreError::Unavailable`], and keeps
+    /// trying.
+    pub async fn open(settings: &StoreSettings) -> Result<Self, StoreError> {
+        match settings {
+            StoreSettings::Sled { path } => Self::open_sled(path),
+            StoreSettings::Postgres(pg) => Ok(Self {
+                backend: Arc::new(Backend::Postgres(PgStore::open(pg).await?)),
+            }),
+        }
+    }
+
     /// Opens (or creates) an embedded sled store in directory `path`.
     pub fn open_sled(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         Ok(Self {
@@ -115,6 +146,7 @@ impl ConsentStore {
         validate_subject(subject)?;
         match &*self.backend {
             Backend::Sled(s) => s.region(subject),
+            Backend::Postgres(p) => p.region(subject).await,
         }
     }
 
@@ -124,6 +156,7 @@ impl ConsentStore {
         validate_purpose(purpose)?;
         match &*self.backend {
             Backend::Sled(s) => s.lookup(subject, purpose),
+            Backend::Postgres(p) => p.lookup(subject, purpose).await,
         }
     }
 
@@ -142,6 +175,7 @@ impl ConsentStore {
         }
         match &*self.backend {
             Backend::Sled(s) => subjects.iter().map(|s2| s.lookup(s2, purpose)).collect(),
+            Backend::Postgres(p) => p.lookup_many(subjects, purpose).await,
         }
     }
 
@@ -203,6 +237,7 @@ impl ConsentStore {
         validate_subject(subject)?;
         match &*self.backend {
             Backend::Sled(s) => s.current(subject),
+            Backend::Postgres(p) => p.current(subject).await,
         }
     }
 
@@ -211,6 +246,7 @@ impl ConsentStore {
         validate_subject(subject)?;
         match &*self.backend {
             Backend::Sled(s) => s.history(subject),
+            Backend::Postgres(p) => p.history(subject).await,
         }
     }
 
@@ -229,6 +265,23 @@ impl ConsentStore {
                     problem: Some(e.to_string()),
                 },
             },
+            Backend::Postgres(p) => p.health().await,
+        }
+    }
+
+    /// For the PostgreSQL backend: whether the change feed listens, how old the cache's
+    /// freshness proof is, and how many subjects are cached (`None` for sled).
+    pub fn cache_state(&self) -> Option<CacheState> {
+        match &*self.backend {
+            Backend::Sled(_) => None,
+            Backend::Postgres(p) => {
+                let (feed_up, proof_age, entries) = p.feed_state();
+                Some(CacheState {
+                    feed_up,
+                    proof_age,
+                    entries,
+                })
+            }
         }
     }
 
@@ -243,10 +296,12 @@ impl ConsentStore {
                 let backend = self.backend.clone();
                 tokio::task::spawn_blocking(move || match &*backend {
                     Backend::Sled(s) => s.apply(&writes, now),
+                    Backend::Postgres(_) => Err(unexpected()),
                 })
                 .await
                 .map_err(|e| StoreError::Backend(Box::new(e)))?
             }
+            Backend::Postgres(p) => p.apply(&writes, now).await,
         }
     }
 }

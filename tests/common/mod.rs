@@ -1164,3 +1164,5 @@ pub fn assert_log_clean(bin: Binary, dir: &Path, forbidden: &[&str]) -> String {
     }
     log
 }
+
+pub mod pg;

@@ -1,0 +1,281 @@
+//! The consent store on a real PostgreSQL (needs `CONSENTGATE_TEST_PG_URL`; fails in CI
+//! without it): the consent API and enforcement through sockets, two replicas sharing one
+//! database with withdrawals enforced by the other within `max_staleness`, the cache never
+//! answering from a stale grant when the change feed drops, batch lookups, readiness.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::pg::*;
+use common::*;
+use consentgate::config::Settings;
+use consentgate::consent::{ConsentChange, ConsentStatus, ConsentStore, RegionChange};
+use http::{Method, StatusCode};
+use serde_json::json;
+
+const MARKETING_TOKEN: (&str, &[&str]) = ("crm-service", &["marketing", "analytics"]);
+
+fn crm() -> String {
+    token(MARKETING_TOKEN.0, MARKETING_TOKEN.1, "")
+}
+
+async fn gateway_on(up: &Upstream, url: &str, env: &PgEnv, staleness: &str) -> TestGateway {
+    TestGateway::start(&pg_config_text(up.addr, url, &env.password_file, staleness)).await
+}
+
+async fn status_of(gw: &TestGateway, subject: &str, purpose: &str) -> StatusCode {
+    get_personal(
+        gw,
+        &format!("/api/customers/{subject}/profile"),
+        Some(&crm()),
+        Some(purpose),
+        &[],
+    )
+    .await
+    .status
+}
+
+#[tokio::test]
+async fn consent_api_and_enforcement_on_postgres() {
+    let Some(env) = pg_env() else { return };
+    let url = fresh_database(&env).await;
+    let up = Upstream::json(sample_customer("pg-1")).await;
+    let gw = gateway_on(&up, &url, &env, "1s").await;
+
+    let r = admin_call(&gw, Method::GET, "/readyz", None, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["checks"]["store"], true);
+
+    assert_eq!(
+        status_of(&gw, "pg-1", "marketing").await,
+        StatusCode::FORBIDDEN
+    );
+    set_subject_region(&gw, "pg-1", "eu").await;
+    let granted = put_consent_status(&gw, "pg-1", "marketing", "granted").await;
+    assert_eq!(granted["recorded_by"], "consent-admin");
+    assert_eq!(status_of(&gw, "pg-1", "marketing").await, StatusCode::OK);
+    let withdrawn = withdraw_consent(&gw, "pg-1", "marketing").await;
+    assert_eq!(withdrawn["prev_status"], "granted");
+    assert_eq!(
+        status_of(&gw, "pg-1", "marketing").await,
+        StatusCode::FORBIDDEN,
+        "the replica that took the withdrawal enforces it at once"
+    );
+
+    let line1 = json!({"subject": "pg-2", "purpose": "analytics", "status": "granted", "region": "eu",
+                       "recorded_at": "2024-05-01T10:00:00.123456789Z"});
+    let line2 = json!({"subject": "pg-1", "purpose": "analytics", "status": "denied"});
+    let r = admin_call(
+        &gw,
+        Method::POST,
+        "/v1/consents/import",
+        Some(&consent_admin_token()),
+        Some(&format!("{line1}\n{line2}\n")),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["imported"], 2);
+
+    let current = current_consents(&gw, "pg-1").await;
+    assert_eq!(current["region"], "eu");
+    let purposes: Vec<&str> = current["consents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["purpose"].as_str().unwrap())
+        .collect();
+    assert_eq!(purposes, ["analytics", "marketing"], "sorted by purpose");
+
+    let h = admin_call(
+        &gw,
+        Method::GET,
+        "/v1/subjects/pg-1/consents/history",
+        Some(&consent_admin_token()),
+        None,
+    )
+    .await
+    .json();
+    let receipts = h["receipts"].as_array().unwrap();
+    assert_eq!(receipts.len(), 3);
+    assert_eq!(
+        receipts[0], granted,
+        "stored receipt = acknowledged receipt"
+    );
+    assert_eq!(receipts[1], withdrawn);
+    assert_eq!(h["regions"].as_array().unwrap().len(), 1);
+    let h2 = admin_call(
+        &gw,
+        Method::GET,
+        "/v1/subjects/pg-2/consents/history",
+        Some(&consent_admin_token()),
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(
+        h2["receipts"][0]["recorded_at"], "2024-05-01T10:00:00.123456789Z",
+        "full-precision timestamps survive"
+    );
+    assert_eq!(h2["regions"][0]["region"], "eu");
+    assert_eq!(status_of(&gw, "pg-2", "analytics").await, StatusCode::OK);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn two_replicas_share_state_and_withdrawals_propagate_within_max_staleness() {
+    let Some(env) = pg_env() else { return };
+    let url = fresh_database(&env).await;
+    let up = Upstream::json(sample_customer("rep-1")).await;
+    let a = gateway_on(&up, &url, &env, "1s").await;
+    let b = gateway_on(&up, &url, &env, "1s").await;
+    set_subject_region(&a, "rep-1", "eu").await;
+
+    let mut took = Vec::new();
+    for _ in 0..10 {
+        put_consent_status(&a, "rep-1", "marketing", "granted").await;
+        let seen = wait_until(Duration::from_secs(1), || async {
+            status_of(&b, "rep-1", "marketing").await == StatusCode::OK
+        })
+        .await;
+        assert!(seen.is_some(), "B never saw the grant made through A");
+        // B now holds the grant in its cache. Withdraw through A: B must refuse within
+        // max_staleness of the acknowledgement.
+        withdraw_consent(&a, "rep-1", "marketing").await;
+        let acked = std::time::Instant::now();
+        let enforced = wait_until(Duration::from_secs(1), || async {
+            status_of(&b, "rep-1", "marketing").await == StatusCode::FORBIDDEN
+        })
+        .await;
+        assert!(
+            enforced.is_some(),
+            "B still allows after max_staleness (1s) past the withdrawal's acknowledgement"
+        );
+        took.push(acked.elapsed());
+    }
+    took.sort();
+    eprintln!(
+        "withdrawal propagation A→B over {} withdrawals (in-process replicas): p50 {:?}, max {:?}",
+        took.len(),
+        took[took.len() / 2],
+        took[took.len() - 1]
+    );
+    // Region changes propagate too.
+    set_subject_region(&a, "rep-1", "us-ca").await;
+    let c = wait_until(Duration::from_secs(1), || async {
+        current_consents(&b, "rep-1").await["region"] == "us-ca"
+    })
+    .await;
+    assert!(c.is_some());
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// The change feed's connection is killed on B, then a withdrawal is made through A while
+/// B may be missing its notification: B must not keep answering from the cached grant.
+#[tokio::test]
+async fn a_dropped_change_feed_never_leaves_a_stale_grant() {
+    let Some(env) = pg_env() else { return };
+    let url = fresh_database(&env).await;
+    let up = Upstream::json(sample_customer("feed-1")).await;
+    let a = gateway_on(&up, &url, &env, "500ms").await;
+    let b = gateway_on(&up, &url, &env, "500ms").await;
+    prepare_subject(a.admin, "feed-1", "eu", &["marketing"]).await;
+    let seen = wait_until(Duration::from_secs(2), || async {
+        status_of(&b, "feed-1", "marketing").await == StatusCode::OK
+    })
+    .await;
+    assert!(seen.is_some());
+    let admin = pg_client(&url, &env.password_file).await;
+    for round in 0..5 {
+        // Terminate every listener connection (both replicas'): the feed reconnects.
+        admin
+            .batch_execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                 WHERE application_name = 'consentgate-feed' AND datname = current_database()",
+            )
+            .await
+            .unwrap();
+        withdraw_consent(&a, "feed-1", "marketing").await;
+        let acked = std::time::Instant::now();
+        let enforced = wait_until(Duration::from_millis(500), || async {
+            status_of(&b, "feed-1", "marketing").await == StatusCode::FORBIDDEN
+        })
+        .await;
+        assert!(
+            enforced.is_some(),
+            "round {round}: B allowed from a stale grant {:?} after the withdrawal",
+            acked.elapsed()
+        );
+        put_consent_status(&a, "feed-1", "marketing", "granted").await;
+        let back = wait_until(Duration::from_secs(2), || async {
+            status_of(&b, "feed-1", "marketing").await == StatusCode::OK
+        })
+        .await;
+        assert!(back.is_some(), "round {round}: the grant never reached B");
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// The library store on PostgreSQL: batch lookups agree with single lookups, in order, with
+/// repeats and unknown subjects; writes on another handle are seen after the feed's bound.
+#[tokio::test]
+async fn lookup_many_matches_single_lookups() {
+    let Some(env) = pg_env() else { return };
+    let url = fresh_database(&env).await;
+    let text = pg_config_text(
+        "127.0.0.1:9".parse().unwrap(),
+        &url,
+        &env.password_file,
+        "1s",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings::from_toml(&text, dir.path()).unwrap();
+    let store = ConsentStore::open(&settings.store).await.unwrap();
+    let other = ConsentStore::open(&settings.store).await.unwrap();
+    for i in 0..50 {
+        let s = format!("batch-{i}");
+        store
+            .set_region(RegionChange::new(
+                &s,
+                if i % 2 == 0 { "eu" } else { "us-ca" },
+                "t",
+            ))
+            .await
+            .unwrap();
+        if i % 3 != 0 {
+            let status = if i % 3 == 1 {
+                ConsentStatus::Granted
+            } else {
+                ConsentStatus::Denied
+            };
+            store
+                .record(ConsentChange::new(&s, "marketing", status, "t"))
+                .await
+                .unwrap();
+        }
+    }
+    let names: Vec<String> = (0..60).rev().map(|i| format!("batch-{i}")).collect();
+    let mut subjects: Vec<&str> = names.iter().map(String::as_str).collect();
+    subjects.push("batch-7");
+    for round in 0..2 {
+        let many = other.lookup_many(&subjects, "marketing").await.unwrap();
+        assert_eq!(many.len(), subjects.len());
+        for (s, got) in subjects.iter().zip(&many) {
+            let one = store.lookup(s, "marketing").await.unwrap();
+            assert_eq!(&one, got, "round {round}: {s}");
+        }
+    }
+    assert!(
+        other
+            .lookup_many(&["ok", "not ok"], "marketing")
+            .await
+            .is_err()
+    );
+    let health = other.health().await;
+    assert!(health.ok, "{health:?}");
+    assert_eq!(health.backend, "postgres");
+}
