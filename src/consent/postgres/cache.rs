@@ -71,7 +71,11 @@ impl Cache {
     pub(super) fn new(max_staleness: Duration) -> Self {
         Self {
             inner: Mutex::new(Inner::default()),
-            base: Instant::now(),
+            // An hour back (when the clock allows), so proofs slightly older than the cache
+            // are still representable; older ones are ignored, never moved forward.
+            base: Instant::now()
+                .checked_sub(Duration::from_secs(3600))
+                .unwrap_or_else(Instant::now),
             fresh_as_of: AtomicU64::new(0),
             max_staleness,
         }
@@ -92,9 +96,10 @@ impl Cache {
 
     /// Records that every write acknowledged before `at` has been applied.
     pub(super) fn proven_fresh_at(&self, at: Instant) {
-        let nanos = u64::try_from(at.saturating_duration_since(self.base).as_nanos())
-            .unwrap_or(u64::MAX - 1)
-            + 1;
+        let Some(since) = at.checked_duration_since(self.base) else {
+            return;
+        };
+        let nanos = u64::try_from(since.as_nanos()).unwrap_or(u64::MAX - 1) + 1;
         self.fresh_as_of.fetch_max(nanos, Ordering::AcqRel);
     }
 
