@@ -59,9 +59,10 @@ pub enum StartError {
     /// The upstream client.
     #[error("{0}")]
     Client(#[from] http::client::ClientError),
-    /// The consent store.
+    /// The consent store. (Not marked as the error's source: its text is already in the
+    /// message, and `{:#}` would print it twice.)
     #[error("consent store: {0}")]
-    Store(#[from] consent::StoreError),
+    Store(consent::StoreError),
     /// The audit log.
     #[error("audit: {0}")]
     Audit(#[from] audit::AuditError),
@@ -79,6 +80,12 @@ pub enum StartError {
     /// The policy file watcher.
     #[error("cannot watch the policy folder: {0}")]
     Watch(#[from] notify::Error),
+}
+
+impl From<consent::StoreError> for StartError {
+    fn from(e: consent::StoreError) -> Self {
+        Self::Store(e)
+    }
 }
 
 /// A gateway with its listeners bound, ready to serve.

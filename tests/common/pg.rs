@@ -186,3 +186,29 @@ where
     }
     None
 }
+
+/// Polls `status` (an HTTP status; 0 for a failed request) after a withdrawal acknowledged
+/// at `acked`, until it answers 403 or `2 × limit` passes. Returns (the latest *send* time,
+/// relative to `acked`, of a request that was still allowed; the time the first 403 was
+/// received). The staleness guarantee is: the first value is below `limit`.
+pub async fn watch_until_refused<F, Fut>(
+    mut status: F,
+    acked: std::time::Instant,
+    limit: Duration,
+) -> (Duration, Option<Duration>)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = u16>,
+{
+    let mut last_allowed_send = Duration::ZERO;
+    while acked.elapsed() < 2 * limit {
+        let sent = acked.elapsed();
+        match status().await {
+            403 => return (last_allowed_send, Some(acked.elapsed())),
+            200 => last_allowed_send = sent,
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    (last_allowed_send, None)
+}
