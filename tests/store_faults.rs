@@ -283,7 +283,11 @@ async fn sigkill_under_load_loses_no_acknowledged_consent_write() {
             while !stop.load(Ordering::Relaxed) && n < 10_000 {
                 n += 1;
                 let subject = format!("kill-{}", (n + w) % 8);
-                let purpose = if n.is_multiple_of(2) { "marketing" } else { "analytics" };
+                let purpose = if n.is_multiple_of(2) {
+                    "marketing"
+                } else {
+                    "analytics"
+                };
                 let status = if (n / 2 + w).is_multiple_of(2) {
                     "granted"
                 } else {

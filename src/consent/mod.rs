@@ -16,6 +16,7 @@ mod codec;
 mod import;
 mod input;
 mod kantara;
+mod migrate;
 mod model;
 mod postgres;
 mod sled_store;
@@ -29,6 +30,7 @@ pub use import::{
 };
 pub use input::{PUT_CONSENT_KEYS, PUT_REGION_KEYS, parse_consent_body, parse_region_body};
 pub use kantara::{Controller, kantara_receipt};
+pub use migrate::{MigrateError, MigrateReport, migrate_sled_to_postgres};
 pub use model::{
     ConsentChange, ConsentRecord, ConsentStatus, EffectiveConsent, History, Receipt, RegionChange,
     RegionKind, RegionReceipt,

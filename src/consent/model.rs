@@ -352,6 +352,15 @@ pub(crate) fn receipt_id(counter: u64) -> String {
     format!("rcpt_{counter:020}")
 }
 
+/// The counter inside a receipt id written by [`receipt_id`].
+pub(crate) fn receipt_counter(id: &str) -> Option<u64> {
+    let digits = id.strip_prefix("rcpt_")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -497,6 +506,15 @@ mod tests {
         assert!(serde_json::from_str::<Receipt>(&json).is_err());
         r.region = "br".into();
         assert!(!r.verify());
+    }
+
+    #[test]
+    fn receipt_counter_parses_ids() {
+        assert_eq!(receipt_counter(&receipt_id(42)), Some(42));
+        assert_eq!(receipt_counter(&receipt_id(u64::MAX)), Some(u64::MAX));
+        assert_eq!(receipt_counter("rcpt_42"), None);
+        assert_eq!(receipt_counter("xxxx_00000000000000000042"), None);
+        assert_eq!(receipt_counter("rcpt_0000000000000000004x"), None);
     }
 
     #[test]

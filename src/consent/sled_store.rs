@@ -17,6 +17,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use time::OffsetDateTime;
 
 use super::change::{self, ChangeTx, Write, Written};
+use super::codec::SEP;
 use super::codec::{
     CONSENTS, HISTORY, HISTORY_TREE, HistoryEntry, SUBJECTS_TREE, consent_key, decode_consent,
     decode_history, decode_region, encode_consent, encode_json, encode_region,
@@ -197,6 +198,63 @@ impl SledStore {
             }
         }
         Ok(history)
+    }
+}
+
+/// Everything the sled store holds about one subject, for `store migrate`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct SubjectDump {
+    /// The subject id.
+    pub(crate) subject: String,
+    /// Its region, if set.
+    pub(crate) region: Option<String>,
+    /// Current records, sorted by purpose.
+    pub(crate) current: Vec<ConsentRecord>,
+    /// Receipts in counter order: (counter, decoded entry, the stored JSON bytes).
+    pub(crate) history: Vec<(u64, HistoryEntry, String)>,
+}
+
+/// Splits `subject 0x00 rest` keys.
+fn split_key(key: &[u8]) -> Option<(&str, &[u8])> {
+    let at = key.iter().position(|&b| b == SEP)?;
+    let subject = std::str::from_utf8(key.get(..at)?).ok()?;
+    Some((subject, key.get(at + 1..)?))
+}
+
+impl SledStore {
+    /// Every subject with its region, current records and receipts (stored bytes kept),
+    /// ordered by subject (byte order).
+    pub(crate) fn export(&self) -> Result<Vec<SubjectDump>, StoreError> {
+        let mut out: std::collections::BTreeMap<String, SubjectDump> = Default::default();
+        for item in self.subjects.iter() {
+            let (key, bytes) = item.map_err(sled_error)?;
+            let (subject, rest) = split_key(&key).ok_or(StoreError::Corrupt { tree: CONSENTS })?;
+            let dump = out.entry(subject.to_owned()).or_default();
+            dump.subject = subject.to_owned();
+            if rest.is_empty() {
+                dump.region = Some(decode_region(&bytes)?);
+            } else {
+                let purpose = std::str::from_utf8(rest)
+                    .map_err(|_| StoreError::Corrupt { tree: CONSENTS })?;
+                dump.current.push(decode_consent(purpose, &bytes)?);
+            }
+        }
+        for item in self.history.iter() {
+            let (key, bytes) = item.map_err(sled_error)?;
+            let corrupt = || StoreError::Corrupt { tree: HISTORY };
+            let (subject, rest) = split_key(&key).ok_or_else(corrupt)?;
+            let counter = u64::from_be_bytes(rest.try_into().map_err(|_| corrupt())?);
+            let entry = decode_history(&bytes)?;
+            let json = bytes
+                .get(1..)
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .ok_or_else(corrupt)?
+                .to_owned();
+            let dump = out.entry(subject.to_owned()).or_default();
+            dump.subject = subject.to_owned();
+            dump.history.push((counter, entry, json));
+        }
+        Ok(out.into_values().collect())
     }
 }
 

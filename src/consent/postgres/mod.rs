@@ -14,7 +14,7 @@
 
 mod cache;
 mod listener;
-mod schema;
+pub(crate) mod schema;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
