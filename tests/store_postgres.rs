@@ -48,6 +48,7 @@ async fn consent_api_and_enforcement_on_postgres() {
     let r = admin_call(&gw, Method::GET, "/readyz", None, None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(r.json()["checks"]["store"], true);
+    assert_eq!(r.json()["store"]["backend"], "postgres");
 
     assert_eq!(
         status_of(&gw, "pg-1", "marketing").await,
@@ -284,4 +285,81 @@ async fn lookup_many_matches_single_lookups() {
     let health = other.health().await;
     assert!(health.ok, "{health:?}");
     assert_eq!(health.backend, "postgres");
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    sorted[(((sorted.len() - 1) as f64) * p).round() as usize]
+}
+
+/// Figures for docs/PERFORMANCE.md: a consent lookup that misses the cache (one query over
+/// loopback), one that hits it, and a batch of 100 misses. Run with
+/// `cargo test --release --test store_postgres -- --ignored --nocapture lookup_figures`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement; run by hand"]
+async fn lookup_figures() {
+    let Some(env) = pg_env() else { return };
+    let url = fresh_database(&env).await;
+    let text = pg_config_text(
+        "127.0.0.1:9".parse().unwrap(),
+        &url,
+        &env.password_file,
+        "1s",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings::from_toml(&text, dir.path()).unwrap();
+    let store = ConsentStore::open(&settings.store).await.unwrap();
+    const N: usize = 20_000;
+    let mut ndjson = String::new();
+    for i in 0..N {
+        ndjson.push_str(&format!(
+            "{{\"subject\":\"perf-{i}\",\"purpose\":\"marketing\",\"status\":\"granted\",\"region\":\"eu\"}}\n"
+        ));
+    }
+    let parsed = consentgate::consent::parse_import(
+        ndjson.as_bytes(),
+        "bench",
+        time::OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    store.import(parsed.lines).await.unwrap();
+    // Let the change feed come up and prove the cache fresh.
+    sleep_ms(1500).await;
+    let mut miss = Vec::with_capacity(N / 2);
+    for i in 0..N / 2 {
+        let s = format!("perf-{i}");
+        let t = std::time::Instant::now();
+        let found = store.lookup(&s, "marketing").await.unwrap();
+        miss.push(t.elapsed());
+        assert!(found.consent.is_some());
+    }
+    let mut hit = Vec::with_capacity(N / 2);
+    for i in 0..N / 2 {
+        let s = format!("perf-{i}");
+        let t = std::time::Instant::now();
+        store.lookup(&s, "marketing").await.unwrap();
+        hit.push(t.elapsed());
+    }
+    let names: Vec<String> = (N / 2..N).map(|i| format!("perf-{i}")).collect();
+    let mut batch = Vec::new();
+    for chunk in names.chunks(100) {
+        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        let t = std::time::Instant::now();
+        store.lookup_many(&refs, "marketing").await.unwrap();
+        batch.push(t.elapsed());
+    }
+    for (name, v) in [
+        ("miss", &mut miss),
+        ("hit", &mut hit),
+        ("batch of 100 misses", &mut batch),
+    ] {
+        v.sort();
+        println!(
+            "consent lookup, {name}: n {} p50 {:?} p99 {:?} max {:?}",
+            v.len(),
+            pct(v, 0.5),
+            pct(v, 0.99),
+            v[v.len() - 1]
+        );
+    }
+    println!("cache state: {:?}", store.cache_state());
 }

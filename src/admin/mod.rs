@@ -55,7 +55,7 @@ async fn route(
             Ok(json(StatusCode::OK, &serde_json::json!({"status": "ok"})))
         }
         (["readyz"], &Method::GET) => {
-            let (ready, checks) = readiness(state).await;
+            let (ready, checks, store) = readiness(state).await;
             let status = if ready {
                 StatusCode::OK
             } else {
@@ -63,7 +63,7 @@ async fn route(
             };
             Ok(json(
                 status,
-                &serde_json::json!({"ready": ready, "checks": checks}),
+                &serde_json::json!({"ready": ready, "checks": checks, "store": store}),
             ))
         }
         (["metrics"], &Method::GET) => {
@@ -117,15 +117,26 @@ async fn route(
 }
 
 /// Readiness: ready only when the store answers, policies are loaded and the audit log can
-/// be written.
-async fn readiness(state: &State) -> (bool, serde_json::Value) {
+/// be written. Also returns the store's details (backend, problem, and for PostgreSQL the
+/// change feed and the age of the cache's freshness proof).
+async fn readiness(state: &State) -> (bool, serde_json::Value, serde_json::Value) {
     let health = state.store.health().await;
     let store = health.ok;
     let policies = !state.policies.current().is_empty();
     let audit = state.audit.healthy();
+    let mut detail = serde_json::json!({"backend": health.backend, "problem": health.problem});
+    if let Some(cache) = state.store.cache_state() {
+        detail["change_feed"] = cache.feed_up.into();
+        detail["cache_proof_age_ms"] = cache
+            .proof_age
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .into();
+        detail["cached_subjects"] = cache.entries.into();
+    }
     (
         store && policies && audit,
         serde_json::json!({"config": true, "store": store, "policies": policies, "audit": audit}),
+        detail,
     )
 }
 
