@@ -219,26 +219,36 @@ impl PgStore {
     ) -> Result<HashMap<String, SubjectEntry>, StoreError> {
         timed(READ_TIMEOUT, "a consent lookup", async {
             let client = self.client().await?;
-            let stmt = client
-                .prepare_cached(
-                    "SELECT q.subject, s.region, c.record
-                     FROM unnest($1::text[]) AS q(subject)
-                     LEFT JOIN consent_subjects s ON s.subject = q.subject
-                     LEFT JOIN consent_current c ON c.subject = q.subject",
-                )
-                .await
-                .map_err(db_error)?;
-            let rows = client.query(&stmt, &[&subjects]).await.map_err(db_error)?;
+            // Two index lookups sent together (tokio-postgres pipelines them on the one
+            // connection): one round trip, and no join plan that scans a table.
+            let (regions_stmt, records_stmt) = tokio::try_join!(
+                client.prepare_cached(
+                    "SELECT subject, region FROM consent_subjects WHERE subject = ANY($1)"
+                ),
+                client.prepare_cached(
+                    "SELECT subject, record FROM consent_current WHERE subject = ANY($1)"
+                ),
+            )
+            .map_err(db_error)?;
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&subjects];
+            let (regions, records) = tokio::try_join!(
+                client.query(&regions_stmt, &params),
+                client.query(&records_stmt, &params),
+            )
+            .map_err(db_error)?;
             let mut out: HashMap<String, SubjectEntry> = HashMap::new();
-            for row in rows {
+            for row in regions {
                 let subject: String = row.try_get(0).map_err(db_error)?;
                 let region: Option<String> = row.try_get(1).map_err(db_error)?;
-                let record: Option<String> = row.try_get(2).map_err(db_error)?;
-                let entry = out.entry(subject).or_default();
-                entry.region = region;
-                if let Some(record) = record {
-                    entry.consents.push(decode_record(&record)?);
-                }
+                out.entry(subject).or_default().region = region;
+            }
+            for row in records {
+                let subject: String = row.try_get(0).map_err(db_error)?;
+                let record: String = row.try_get(1).map_err(db_error)?;
+                out.entry(subject)
+                    .or_default()
+                    .consents
+                    .push(decode_record(&record)?);
             }
             Ok(out)
         })
