@@ -78,6 +78,10 @@ pub(crate) fn parse_object(bytes: &[u8], allowed: &[&str], what: &str) -> Result
             shorten(&key)
         ));
     }
+    // Inside values too (any depth), with the gateway's shared strict reader.
+    crate::json::check(bytes).map_err(|_| {
+        "a key is given twice inside a nested object; give each key once".to_owned()
+    })?;
     if let Some((unknown, _)) = fields.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
         return Err(format!(
             "unknown key \"{}\"; allowed keys: {}",
@@ -229,6 +233,7 @@ mod tests {
             r#"{"status":"denied","status":"granted"}"#,
             r#"{"status":"granted","st\u0061tus":"granted"}"#,
             r#"{"status":"granted","source":"a","source":"a"}"#,
+            r#"{"status":"granted","source":{"a":1,"a":2}}"#,
         ] {
             let err = body(text).unwrap_err();
             assert!(err.contains("given twice"), "{text}: {err}");
