@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use consentgate::config::Settings;
+use consentgate::config::{Settings, StoreSettings};
 use consentgate::routing::Template;
 use libfuzzer_sys::fuzz_target;
 
@@ -71,7 +71,12 @@ fuzz_target!(|text: &str| {
     assert!(!settings.auth.issuer.is_empty() && !settings.auth.audience.is_empty());
     assert!(settings.audit.segment_bytes >= 4096);
     // Relative paths resolve against the base dir.
-    assert!(settings.store_path.is_absolute());
+    match &settings.store {
+        StoreSettings::Sled { path } => assert!(path.is_absolute()),
+        StoreSettings::Postgres(pg) => {
+            assert!(pg.max_staleness >= consentgate::config::MIN_MAX_STALENESS)
+        }
+    }
     assert!(settings.audit.dir.is_absolute());
     assert!(settings.policies.dir.is_absolute());
 });

@@ -18,6 +18,7 @@ fn eu() -> &'static Arc<Policy> {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
         let opts = LoadOptions {
             hash_key: Some(b"consentgate-fuzz-hash-key-0123456789".to_vec()),
+            required_regions: Vec::new(),
         };
         let set = PolicySet::load_dir(&dir, &opts).unwrap_or_else(|e| panic!("policies: {e}"));
         set.get("eu").expect("eu policy")
