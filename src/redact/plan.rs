@@ -154,4 +154,58 @@ impl Plan {
     pub fn text_detectors(&self) -> &[Arc<Redactor>] {
         &self.text
     }
+
+    /// Runs the text detectors over one free-text value (a string, a number's text, an object
+    /// key) and calls `hit(redactor name, count)` for each redactor that replaced something.
+    /// `Some(new text)` only when something was replaced; nothing is allocated otherwise.
+    ///
+    /// Detectors run to a fixed point (at most [`MAX_DETECTOR_ROUNDS`] rounds): a replacement
+    /// adds word boundaries (`[CARD]`), which can expose a number that was hidden inside a longer
+    /// digit run, so a round that changed anything is followed by another.
+    pub(crate) fn redact_text(&self, text: &str, hit: &mut dyn FnMut(&str, u64)) -> Option<String> {
+        if self.text.is_empty() {
+            return None;
+        }
+        let mut current: Option<String> = None;
+        for _ in 0..MAX_DETECTOR_ROUNDS {
+            let input = current.as_deref().unwrap_or(text);
+            let mut digits = count_digits(input);
+            let mut candidates = match &self.text_set {
+                Some(set) => {
+                    let m = set.matches(input);
+                    if !m.matched_any() {
+                        break;
+                    }
+                    Some(m)
+                }
+                None => None,
+            };
+            let mut changed = false;
+            for (i, red) in self.text.iter().enumerate() {
+                if !red.may_occur(digits) || candidates.as_ref().is_some_and(|m| !m.matched(i)) {
+                    continue;
+                }
+                let input = current.as_deref().unwrap_or(text);
+                if let Some((out, n)) = red.redact_text(input) {
+                    hit(red.name(), n);
+                    // A replacement may create text another detector should see: re-filter.
+                    candidates = self.text_set.as_ref().map(|set| set.matches(&out));
+                    digits = count_digits(&out);
+                    current = Some(out);
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        current
+    }
+}
+
+/// Most rounds of text detection over one string (see [`Plan::redact_text`]).
+const MAX_DETECTOR_ROUNDS: usize = 4;
+
+fn count_digits(text: &str) -> usize {
+    text.bytes().filter(u8::is_ascii_digit).count()
 }

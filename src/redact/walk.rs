@@ -30,10 +30,6 @@ enum Rules {
     },
 }
 
-fn count_digits(text: &str) -> usize {
-    text.bytes().filter(u8::is_ascii_digit).count()
-}
-
 pub(crate) struct Walker<'p> {
     plan: &'p Plan,
     filter_arena: Vec<State>,
@@ -47,9 +43,6 @@ pub(crate) struct Walker<'p> {
 fn range(r: Range<usize>) -> (usize, usize) {
     (r.start, r.end)
 }
-
-/// Most rounds of text detection over one string (see `Walker::detect`).
-const MAX_DETECTOR_ROUNDS: usize = 4;
 
 impl<'p> Walker<'p> {
     pub(crate) fn new(plan: &'p Plan, explain: bool) -> Self {
@@ -270,50 +263,10 @@ impl<'p> Walker<'p> {
     }
 
     /// Runs the text detectors; `Some(new text)` only when something was redacted.
-    ///
-    /// Detectors run to a fixed point (at most [`MAX_DETECTOR_ROUNDS`] rounds): a replacement
-    /// adds word boundaries (`[CARD]`), which can expose a number that was hidden inside a longer
-    /// digit run, so a round that changed anything is followed by another.
     fn detect(&mut self, text: &str) -> Option<String> {
         let plan = self.plan;
-        if plan.text.is_empty() {
-            return None;
-        }
-        let mut current: Option<String> = None;
-        for _ in 0..MAX_DETECTOR_ROUNDS {
-            let input = current.as_deref().unwrap_or(text);
-            let mut digits = count_digits(input);
-            let mut candidates = match &plan.text_set {
-                Some(set) => {
-                    let m = set.matches(input);
-                    if !m.matched_any() {
-                        break;
-                    }
-                    Some(m)
-                }
-                None => None,
-            };
-            let mut changed = false;
-            for (i, red) in plan.text.iter().enumerate() {
-                if !red.may_occur(digits) || candidates.as_ref().is_some_and(|m| !m.matched(i)) {
-                    continue;
-                }
-                let input = current.as_deref().unwrap_or(text);
-                if let Some((out, n)) = red.redact_text(input) {
-                    self.count(red.name(), n, || {
-                        format!("redactor {} (text detector)", red.name())
-                    });
-                    // A replacement may create text another detector should see: re-filter.
-                    candidates = plan.text_set.as_ref().map(|set| set.matches(&out));
-                    digits = count_digits(&out);
-                    current = Some(out);
-                    changed = true;
-                }
-            }
-            if !changed {
-                break;
-            }
-        }
-        current
+        plan.redact_text(text, &mut |name, n| {
+            self.count(name, n, || format!("redactor {name} (text detector)"));
+        })
     }
 }
