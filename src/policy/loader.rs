@@ -14,7 +14,9 @@ use super::model::{
 };
 use super::raw::{RawPolicy, RawPurpose, RawRedactor};
 use super::version::version_of;
-use crate::redact::{Action, FieldFilter, FieldPath, FieldRule, Plan, Redactor, RedactorError};
+use crate::redact::{
+    Action, Detector, FieldFilter, FieldPath, FieldRule, Plan, Redactor, RedactorError,
+};
 
 /// Options for loading policies.
 #[derive(Clone, Default)]
@@ -376,22 +378,86 @@ fn redactor(
         },
         ActionSpec::Hash => Action::Hash,
     };
-    let spec = RedactorSpec {
-        pattern: r.pattern.value.clone(),
-        action,
-        validate: r.validate,
+    let validate = r.validate.as_ref().map(|v| v.value);
+    let built = match (&r.pattern, &r.detector) {
+        (Some(p), None) => {
+            let spec = RedactorSpec {
+                pattern: Some(p.value.clone()),
+                detector: None,
+                action,
+                validate,
+            };
+            let red = Redactor::new(
+                name,
+                &p.value,
+                &run_action,
+                validate,
+                opts.hash_key.as_deref(),
+            );
+            (spec, red, p.referenced)
+        }
+        (None, Some(det)) => {
+            let Some(detector) = Detector::from_name(&det.value) else {
+                let known: Vec<&str> = Detector::ALL.iter().map(|d| d.name()).collect();
+                errors.insert(LoadError::at(
+                    d.file,
+                    det.referenced,
+                    format!(
+                        "redactor \"{name}\" names detector \"{}\", which is not built in (built-in detectors: {})",
+                        det.value,
+                        known.join(", ")
+                    ),
+                ));
+                return None;
+            };
+            if let Some(v) = &r.validate {
+                errors.insert(LoadError::at(
+                    d.file,
+                    v.referenced,
+                    format!(
+                        "redactor \"{name}\" sets validate, but built-in detectors validate their own matches; remove it (validate goes with pattern)"
+                    ),
+                ));
+                return None;
+            }
+            let spec = RedactorSpec {
+                pattern: None,
+                detector: Some(detector),
+                action,
+                validate: None,
+            };
+            let red = Redactor::builtin(name, detector, &run_action, opts.hash_key.as_deref());
+            (spec, red, det.referenced)
+        }
+        (Some(p), Some(_)) => {
+            errors.insert(LoadError::at(
+                d.file,
+                p.referenced,
+                format!(
+                    "redactor \"{name}\" has both pattern and detector; keep one (detector for a built-in, pattern for your own regex)"
+                ),
+            ));
+            return None;
+        }
+        (None, None) => {
+            let known: Vec<&str> = Detector::ALL.iter().map(|d| d.name()).collect();
+            errors.insert(LoadError::at(
+                d.file,
+                d.key,
+                format!(
+                    "redactor \"{name}\" needs a pattern (a regular expression) or a detector (one of: {})",
+                    known.join(", ")
+                ),
+            ));
+            return None;
+        }
     };
-    match Redactor::new(
-        name,
-        &r.pattern.value,
-        &run_action,
-        r.validate,
-        opts.hash_key.as_deref(),
-    ) {
+    let (spec, red, at) = built;
+    match red {
         Ok(red) => Some((spec, Some(red))),
         Err(RedactorError::MissingHashKey { .. }) if !used => Some((spec, None)),
         Err(e @ RedactorError::Pattern { .. }) => {
-            errors.insert(LoadError::at(d.file, r.pattern.referenced, e.to_string()));
+            errors.insert(LoadError::at(d.file, at, e.to_string()));
             None
         }
         Err(e) => {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::redact::{Explanation, Outcome, Plan, Validator};
+use crate::redact::{Detector, Explanation, Outcome, Plan, Validator};
 
 /// Whether a policy (or purpose) enforces its decisions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,14 +95,19 @@ pub enum RedactRule {
     Text(Vec<String>),
 }
 
-/// A redactor's definition as written (resolved across `extends`).
+/// A redactor's definition as written (resolved across `extends`): exactly one of `pattern`
+/// and `detector`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RedactorSpec {
-    /// The regex.
-    pub pattern: String,
+    /// The regex, for a custom redactor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    /// The built-in detector.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detector: Option<Detector>,
     /// `replace`, `mask` or `hash`.
     pub action: ActionSpec,
-    /// Optional checksum validator.
+    /// Optional checksum validator (custom patterns only).
     pub validate: Option<Validator>,
 }
 

@@ -101,11 +101,14 @@ pub(crate) struct RawRedactRule {
     pub(crate) text: Option<Vec<Spanned<String>>>,
 }
 
-/// One entry of `redactors`.
+/// One entry of `redactors`: a built-in `detector` or a regex `pattern`, and one action.
 #[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRedactor {
-    pub(crate) pattern: Spanned<String>,
+    #[serde(default)]
+    pub(crate) pattern: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) detector: Option<Spanned<String>>,
     #[serde(default)]
     pub(crate) replace: Option<String>,
     #[serde(default)]
@@ -113,7 +116,7 @@ pub(crate) struct RawRedactor {
     #[serde(default)]
     pub(crate) hash: Option<Spanned<bool>>,
     #[serde(default)]
-    pub(crate) validate: Option<Validator>,
+    pub(crate) validate: Option<Spanned<Validator>>,
 }
 
 /// `mask: {keep_last: N}`.

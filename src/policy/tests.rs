@@ -115,7 +115,7 @@ redactors:
         eu.purpose("support").unwrap().basis,
         Basis::LegitimateInterest
     );
-    assert_eq!(eu.redactors["email"].pattern, "x");
+    assert_eq!(eu.redactors["email"].pattern.as_deref(), Some("x"));
 }
 
 #[test]
@@ -567,7 +567,9 @@ fn schema_describes_every_key_of_the_model() {
     );
     assert_eq!(
         keys(&defs["redactor"]),
-        sorted(vec!["pattern", "replace", "mask", "hash", "validate"])
+        sorted(vec![
+            "pattern", "detector", "replace", "mask", "hash", "validate"
+        ])
     );
     // Every key the schema allows is accepted by the loader (unknown keys are errors there).
     let full = "\
@@ -590,6 +592,7 @@ purposes:
       - text: [r]
 redactors:
   r: { pattern: 'x', replace: 'y', validate: luhn }
+  d: { detector: email, replace: '[EMAIL]' }
   m: { pattern: 'x', mask: { keep_last: 2 } }
   h: { pattern: 'x', hash: true }
 ";

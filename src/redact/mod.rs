@@ -6,6 +6,7 @@
 //! the detectors over every remaining string, and returns an [`Outcome`] (removed paths and
 //! redaction counts, never values).
 
+mod detect;
 mod matcher;
 mod path;
 mod plan;
@@ -16,6 +17,7 @@ mod walk;
 #[cfg(test)]
 mod proptests;
 
+pub use detect::Detector;
 pub use path::{FieldPath, PathError};
 pub use plan::{Explanation, ExplanationKind, FieldFilter, FieldRule, Outcome, Plan};
 pub use redactor::{Action, HASH_PREFIX, REDACTED, Redactor, RedactorError};

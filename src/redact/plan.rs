@@ -3,8 +3,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use regex::RegexSet;
 use serde_json::Value;
+
+use super::detect::{Engine, Normalized, SpanReport, apply};
 
 use super::matcher::PathMatcher;
 use super::path::FieldPath;
@@ -88,22 +89,26 @@ pub struct Plan {
     pub(crate) rules: PathMatcher,
     pub(crate) rule_of_path: Vec<usize>,
     pub(crate) rule_redactors: Vec<Arc<Redactor>>,
+    /// Text detectors, sorted by name, each once.
     pub(crate) text: Vec<Arc<Redactor>>,
-    pub(crate) text_set: Option<RegexSet>,
+    pub(crate) engine: Engine,
 }
 
 impl Plan {
     /// Compiles a plan.
     ///
-    /// Text detectors with a checksum validator (cards, IBANs, CPFs) run before the others,
-    /// whatever their order in the policy: a looser pattern (a phone number) must not swallow
-    /// the first digits of a card number and leave the rest unredacted. The order is otherwise kept.
+    /// The text detectors all propose candidates over the original text and overlaps are
+    /// resolved by a fixed rule (validated, then longer, then priority, then name; see
+    /// [`redact_text`](Plan::redact_text)), so their order in the policy does not matter: they
+    /// are kept sorted by name, each once.
     pub fn new(
         filter: FieldFilter,
         field_rules: Vec<FieldRule>,
         mut text: Vec<Arc<Redactor>>,
     ) -> Self {
-        text.sort_by_key(|r| r.validator().is_none());
+        text.sort_by(|a, b| a.name().cmp(b.name()));
+        text.dedup_by(|a, b| a.name() == b.name());
+        let engine = Engine::new(&text);
         let (filter_kind, filter) = match filter {
             FieldFilter::KeepAll => (FilterKind::KeepAll, PathMatcher::new(Vec::new())),
             FieldFilter::Allow(p) => (FilterKind::Allow, PathMatcher::new(p)),
@@ -119,12 +124,6 @@ impl Plan {
             }
             rule_redactors.push(rule.redactor);
         }
-        // The set is only a prefilter: if it cannot be built, every detector simply runs.
-        let text_set = if text.len() > 1 {
-            RegexSet::new(text.iter().map(|r| r.pattern())).ok()
-        } else {
-            None
-        };
         Self {
             filter_kind,
             filter,
@@ -132,7 +131,7 @@ impl Plan {
             rule_of_path,
             rule_redactors,
             text,
-            text_set,
+            engine,
         }
     }
 
@@ -150,7 +149,7 @@ impl Plan {
         w.finish()
     }
 
-    /// The text detectors, in order.
+    /// The text detectors, sorted by name.
     pub fn text_detectors(&self) -> &[Arc<Redactor>] {
         &self.text
     }
@@ -159,53 +158,46 @@ impl Plan {
     /// key) and calls `hit(redactor name, count)` for each redactor that replaced something.
     /// `Some(new text)` only when something was replaced; nothing is allocated otherwise.
     ///
-    /// Detectors run to a fixed point (at most [`MAX_DETECTOR_ROUNDS`] rounds): a replacement
-    /// adds word boundaries (`[CARD]`), which can expose a number that was hidden inside a longer
-    /// digit run, so a round that changed anything is followed by another.
+    /// Every detector proposes candidate spans over the text (digits of every script and
+    /// full-width forms folded to ASCII); every candidate is hidden, and where candidates
+    /// overlap the best one names the replacement: validated beats unvalidated, longer beats
+    /// shorter, then detector priority, then redactor name. The parts of a lesser candidate
+    /// outside the better one are replaced on their own. Replacements are applied once.
     pub(crate) fn redact_text(&self, text: &str, hit: &mut dyn FnMut(&str, u64)) -> Option<String> {
-        if self.text.is_empty() {
+        if self.engine.is_empty() {
             return None;
         }
-        let mut current: Option<String> = None;
-        for _ in 0..MAX_DETECTOR_ROUNDS {
-            let input = current.as_deref().unwrap_or(text);
-            let mut digits = count_digits(input);
-            let mut candidates = match &self.text_set {
-                Some(set) => {
-                    let m = set.matches(input);
-                    if !m.matched_any() {
-                        break;
-                    }
-                    Some(m)
-                }
-                None => None,
-            };
-            let mut changed = false;
-            for (i, red) in self.text.iter().enumerate() {
-                if !red.may_occur(digits) || candidates.as_ref().is_some_and(|m| !m.matched(i)) {
-                    continue;
-                }
-                let input = current.as_deref().unwrap_or(text);
-                if let Some((out, n)) = red.redact_text(input) {
-                    hit(red.name(), n);
-                    // A replacement may create text another detector should see: re-filter.
-                    candidates = self.text_set.as_ref().map(|set| set.matches(&out));
-                    digits = count_digits(&out);
-                    current = Some(out);
-                    changed = true;
-                }
-            }
-            if !changed {
-                break;
-            }
-        }
-        current
+        let norm = Normalized::new(text);
+        let mut cands = Vec::new();
+        self.engine
+            .find(&self.text, norm.as_str(), &mut cands, None);
+        apply(&self.text, &norm, text, &mut cands, hit, None)
     }
-}
 
-/// Most rounds of text detection over one string (see [`Plan::redact_text`]).
-const MAX_DETECTOR_ROUNDS: usize = 4;
-
-fn count_digits(text: &str) -> usize {
-    text.bytes().filter(u8::is_ascii_digit).count()
+    /// Like [`redact_text`](Plan::redact_text), and also describes each replaced span: which
+    /// redactor took it, and why each overlapping candidate lost or was refused.
+    pub(crate) fn explain_text(
+        &self,
+        text: &str,
+        hit: &mut dyn FnMut(&str, u64),
+    ) -> (Option<String>, Vec<String>) {
+        if self.engine.is_empty() {
+            return (None, Vec::new());
+        }
+        let norm = Normalized::new(text);
+        let mut cands = Vec::new();
+        let mut rejected = Vec::new();
+        self.engine
+            .find(&self.text, norm.as_str(), &mut cands, Some(&mut rejected));
+        let mut reports: Vec<SpanReport> = Vec::new();
+        let out = apply(
+            &self.text,
+            &norm,
+            text,
+            &mut cands,
+            hit,
+            Some((&rejected, &mut reports)),
+        );
+        (out, reports.into_iter().map(|r| r.text).collect())
+    }
 }

@@ -1,10 +1,12 @@
-//! Named redactors: a regex, an optional checksum validator and an action.
+//! Named redactors: what finds the text (a built-in detector, or a regex with an optional
+//! validator) and what replaces it (an action).
 
 use std::fmt;
 
 use aws_lc_rs::hmac;
 use regex::{Regex, RegexBuilder};
 
+use super::detect::{Detector, Engine, Normalized, Sink, apply};
 use super::validate::Validator;
 
 /// Prefix of pseudonyms produced by the `hash` action.
@@ -13,19 +15,25 @@ pub const HASH_PREFIX: &str = "h_";
 pub const REDACTED: &str = "[REDACTED]";
 /// Upper bound on a compiled pattern's size, so a policy cannot exhaust memory.
 const PATTERN_SIZE_LIMIT: usize = 1 << 21;
+/// Matches refused by a validator after which a pattern stops retrying inside each refused
+/// match (so a pattern like `\d+` over a long digit run stays linear).
+const RETRY_BUDGET: usize = 256;
 
 /// What a redactor does with a match.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Replace the match with this text; `$1`, `${name}` refer to capture groups.
+    /// Replace the match with this text; with a pattern, `$1`, `${name}` refer to capture
+    /// groups (a built-in detector's replacement is literal).
     Replace(String),
-    /// Replace every character of the match except the last `keep_last` with `*`.
+    /// Replace the match with `*`s except its last `keep_last` letters or digits. Never shows
+    /// more than half of the match's letters and digits, and nothing of a match that has no
+    /// more than `keep_last` of them (a CVV under a card mask is fully masked).
     Mask {
-        /// How many trailing characters stay visible.
+        /// How many trailing letters or digits stay visible (at most).
         keep_last: usize,
     },
     /// Replace the match with a keyed, stable pseudonym: `h_` + the first 16 hex digits of
-    /// HMAC-SHA256(key, match).
+    /// HMAC-SHA256(key, match), the match read with digits and full-width forms folded to ASCII.
     Hash,
 }
 
@@ -57,27 +65,41 @@ enum CompiledAction {
     Hash(Box<hmac::Key>),
 }
 
+#[derive(Clone)]
+enum Matcher {
+    Pattern {
+        regex: Regex,
+        validator: Option<Validator>,
+    },
+    Builtin(Detector),
+}
+
 /// A compiled, named redactor.
 #[derive(Clone)]
 pub struct Redactor {
     name: String,
-    regex: Regex,
+    matcher: Matcher,
     action: CompiledAction,
-    validator: Option<Validator>,
+    /// The engine with this redactor alone (field rules, [`Redactor::redact_text`]).
+    solo: Engine,
 }
 
 impl fmt::Debug for Redactor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Redactor")
-            .field("name", &self.name)
-            .field("pattern", &self.regex.as_str())
-            .field("validator", &self.validator)
-            .finish_non_exhaustive()
+        let mut d = f.debug_struct("Redactor");
+        d.field("name", &self.name);
+        match &self.matcher {
+            Matcher::Pattern { regex, validator } => d
+                .field("pattern", &regex.as_str())
+                .field("validator", validator),
+            Matcher::Builtin(det) => d.field("detector", det),
+        };
+        d.finish_non_exhaustive()
     }
 }
 
 impl Redactor {
-    /// Compiles a redactor. `hash_key` is required when `action` is [`Action::Hash`].
+    /// Compiles a regex redactor. `hash_key` is required when `action` is [`Action::Hash`].
     pub fn new(
         name: &str,
         pattern: &str,
@@ -92,9 +114,33 @@ impl Redactor {
                 name: name.to_owned(),
                 reason: regex_reason(&e),
             })?;
+        Self::build(
+            name,
+            Matcher::Pattern { regex, validator },
+            action,
+            hash_key,
+        )
+    }
+
+    /// A redactor backed by a built-in detector. A `replace` text is inserted literally.
+    pub fn builtin(
+        name: &str,
+        detector: Detector,
+        action: &Action,
+        hash_key: Option<&[u8]>,
+    ) -> Result<Self, RedactorError> {
+        Self::build(name, Matcher::Builtin(detector), action, hash_key)
+    }
+
+    fn build(
+        name: &str,
+        matcher: Matcher,
+        action: &Action,
+        hash_key: Option<&[u8]>,
+    ) -> Result<Self, RedactorError> {
         let action = match action {
             Action::Replace(text) => CompiledAction::Replace {
-                uses_groups: text.contains('$'),
+                uses_groups: matches!(matcher, Matcher::Pattern { .. }) && text.contains('$'),
                 text: text.clone(),
             },
             Action::Mask { keep_last } => CompiledAction::Mask {
@@ -107,12 +153,14 @@ impl Redactor {
                 CompiledAction::Hash(Box::new(hmac::Key::new(hmac::HMAC_SHA256, key)))
             }
         };
-        Ok(Self {
+        let mut r = Self {
             name: name.to_owned(),
-            regex,
+            matcher,
             action,
-            validator,
-        })
+            solo: Engine::new::<&Redactor>(&[]),
+        };
+        r.solo = Engine::new(std::slice::from_ref(&&r));
+        Ok(r)
     }
 
     /// The redactor's name (the key of the policy's `redactors` map).
@@ -120,92 +168,151 @@ impl Redactor {
         &self.name
     }
 
-    /// The pattern as written.
-    pub fn pattern(&self) -> &str {
-        self.regex.as_str()
+    /// The pattern as written (`None` for a built-in detector).
+    pub fn pattern(&self) -> Option<&str> {
+        match &self.matcher {
+            Matcher::Pattern { regex, .. } => Some(regex.as_str()),
+            Matcher::Builtin(_) => None,
+        }
     }
 
-    /// The validator, if any.
+    /// The pattern's validator, if any.
     pub fn validator(&self) -> Option<Validator> {
-        self.validator
+        match &self.matcher {
+            Matcher::Pattern { validator, .. } => *validator,
+            Matcher::Builtin(_) => None,
+        }
+    }
+
+    /// The built-in detector, if this redactor is one.
+    pub fn detector(&self) -> Option<Detector> {
+        match &self.matcher {
+            Matcher::Builtin(d) => Some(*d),
+            Matcher::Pattern { .. } => None,
+        }
+    }
+
+    /// Rank among candidates of the same length: built-ins in [`Detector`] order, then patterns.
+    pub(crate) fn priority(&self) -> u8 {
+        match &self.matcher {
+            Matcher::Builtin(d) => *d as u8,
+            Matcher::Pattern { .. } => u8::MAX,
+        }
     }
 
     /// Whether `text` has a (validated) match of this redactor.
     pub fn detects(&self, text: &str) -> bool {
-        self.next_match(text, 0).is_some()
+        let norm = Normalized::new(text);
+        let mut cands = Vec::new();
+        self.solo
+            .find(std::slice::from_ref(&self), norm.as_str(), &mut cands, None);
+        !cands.is_empty()
     }
 
-    /// The first validated match at or after byte `pos`. A match that fails its validator may
-    /// hide a valid one that starts inside it (`+49 30 1234567 5555 5555 5555 4444`: the
-    /// leftmost digit run fails Luhn, the card inside it passes), so the search resumes just
-    /// after the failed match's start rather than after its end.
-    fn next_match<'t>(&self, text: &'t str, mut pos: usize) -> Option<regex::Match<'t>> {
-        while pos <= text.len() {
-            let m = self.regex.find_at(text, pos)?;
-            if self.validator.is_none_or(|v| v.accepts(m.as_str())) {
-                return Some(m);
-            }
-            pos = next_boundary(text, m.start());
-        }
-        None
-    }
-
-    /// Cheap necessary condition given the number of ASCII digits in the string.
-    pub(crate) fn may_occur(&self, digits: usize) -> bool {
-        self.validator.is_none_or(|v| v.may_occur_in(digits))
-    }
-
-    /// Rewrites every validated match in `text`. `None` when nothing matched (no allocation).
-    pub fn redact_text(&self, text: &str) -> Option<(String, u64)> {
-        let mut out: Option<String> = None;
-        let mut last = 0;
-        let mut count = 0u64;
+    /// Adds this pattern's matches in the folded `text` as candidates. A match that fails its
+    /// validator may hide a valid one that starts inside it (`+49 30 1234567 5555 5555 5555
+    /// 4444`: the leftmost digit run fails Luhn, the card inside it passes), so the search
+    /// resumes just after the failed match's start rather than after its end.
+    pub(crate) fn pattern_candidates(&self, text: &str, member: u16, sink: &mut Sink<'_>) {
+        let Matcher::Pattern { regex, validator } = &self.matcher else {
+            return;
+        };
         let mut pos = 0;
-        while let Some(m) = self.next_match(text, pos) {
-            let buf = out.get_or_insert_with(|| String::with_capacity(text.len() + 16));
-            buf.push_str(text.get(last..m.start()).unwrap_or_default());
-            self.rewrite(text, m.start(), m.as_str(), buf);
-            last = m.end();
-            count += 1;
-            pos = if m.end() > m.start() {
-                m.end()
-            } else {
-                next_boundary(text, m.end())
+        let mut refused = 0;
+        while pos <= text.len() {
+            let Some(m) = regex.find_at(text, pos) else {
+                break;
             };
+            if m.is_empty() {
+                pos = next_boundary(text, m.end());
+                continue;
+            }
+            match validator {
+                Some(v) if !v.accepts(m.as_str()) => {
+                    sink.reject_pattern(member, m.start(), m.end(), v.failure());
+                    refused += 1;
+                    pos = if refused < RETRY_BUDGET {
+                        next_boundary(text, m.start())
+                    } else {
+                        m.end()
+                    };
+                }
+                _ => {
+                    sink.push_pattern(member, m.start(), m.end(), validator.is_some());
+                    pos = m.end();
+                }
+            }
         }
-        let mut buf = out?;
-        buf.push_str(text.get(last..).unwrap_or_default());
-        Some((buf, count))
+    }
+
+    /// Rewrites every match in `text`. `None` when nothing matched (no allocation).
+    pub fn redact_text(&self, text: &str) -> Option<(String, u64)> {
+        let norm = Normalized::new(text);
+        let mut cands = Vec::new();
+        let members = std::slice::from_ref(&self);
+        self.solo.find(members, norm.as_str(), &mut cands, None);
+        let mut count = 0;
+        let out = apply(
+            members,
+            &norm,
+            text,
+            &mut cands,
+            &mut |_, n| count += n,
+            None,
+        )?;
+        Some((out, count))
     }
 
     /// Redacts a value named by a field rule. Always changes it: matches are rewritten; if
-    /// nothing (validated) matches, `mask` and `hash` apply to the whole value and `replace`
-    /// yields [`REDACTED`].
+    /// nothing matches (or the rewrite gives the value back unchanged), `mask` and `hash` apply
+    /// to the whole value and `replace` yields [`REDACTED`].
     pub fn redact_field(&self, text: &str) -> String {
-        if let Some((out, _)) = self.redact_text(text) {
+        if let Some((out, _)) = self.redact_text(text)
+            && out != text
+        {
             return out;
         }
         match &self.action {
             CompiledAction::Replace { .. } => REDACTED.to_owned(),
             CompiledAction::Mask { keep_last } => mask(text, *keep_last),
-            CompiledAction::Hash(key) => pseudonym(key, text),
+            CompiledAction::Hash(key) => pseudonym(key, Normalized::new(text).as_str()),
         }
     }
 
-    fn rewrite(&self, text: &str, start: usize, matched: &str, buf: &mut String) {
+    /// Appends the replacement of one placed span: `original` is its text as sent, `folded`
+    /// the whole folded text and `start..end` the span in it; `whole` is false for the part of
+    /// a candidate that a better one overlapped (its capture groups are then not used).
+    pub(crate) fn replace_into(
+        &self,
+        original: &str,
+        folded: &str,
+        start: usize,
+        end: usize,
+        whole: bool,
+        out: &mut String,
+    ) {
         match &self.action {
-            CompiledAction::Replace {
-                text: rep,
-                uses_groups,
-            } => {
-                if *uses_groups && let Some(caps) = self.regex.captures_at(text, start) {
-                    caps.expand(rep, buf);
+            CompiledAction::Replace { text, uses_groups } => {
+                if !*uses_groups {
+                    out.push_str(text);
                     return;
                 }
-                buf.push_str(rep);
+                if whole
+                    && let Matcher::Pattern { regex, .. } = &self.matcher
+                    && let Some(caps) = regex.captures_at(folded, start)
+                    && caps
+                        .get(0)
+                        .is_some_and(|m| m.start() == start && m.end() == end)
+                {
+                    caps.expand(text, out);
+                    return;
+                }
+                out.push_str(REDACTED);
             }
-            CompiledAction::Mask { keep_last } => buf.push_str(&mask(matched, *keep_last)),
-            CompiledAction::Hash(key) => buf.push_str(&pseudonym(key, matched)),
+            CompiledAction::Mask { keep_last } => out.push_str(&mask(original, *keep_last)),
+            CompiledAction::Hash(key) => {
+                out.push_str(&pseudonym(key, folded.get(start..end).unwrap_or(original)));
+            }
         }
     }
 }
@@ -233,12 +340,34 @@ fn regex_reason(e: &regex::Error) -> String {
     }
 }
 
-fn mask(text: &str, keep_last: usize) -> String {
-    let n = text.chars().count();
-    let hidden = n.saturating_sub(keep_last);
+/// Masks `text` with `*`, leaving visible its last `keep_last` letters or digits (and what
+/// lies between them), but never more than half of its letters and digits, and none when it
+/// has no more than `keep_last` of them. Separators count for nothing, so they cannot make a
+/// short value look long enough to show.
+pub(crate) fn mask(text: &str, keep_last: usize) -> String {
+    let alnum = text.chars().filter(|c| c.is_alphanumeric()).count();
+    let visible = if alnum <= keep_last {
+        0
+    } else {
+        keep_last.min(alnum / 2)
+    };
+    // Index (in characters) where the visible tail starts.
+    let mut seen = 0;
+    let mut tail_from = text.chars().count();
+    if visible > 0 {
+        for (i, c) in text.chars().collect::<Vec<_>>().iter().enumerate().rev() {
+            if c.is_alphanumeric() {
+                seen += 1;
+                if seen == visible {
+                    tail_from = i;
+                    break;
+                }
+            }
+        }
+    }
     text.chars()
         .enumerate()
-        .map(|(i, c)| if i < hidden { '*' } else { c })
+        .map(|(i, c)| if i < tail_from { '*' } else { c })
         .collect()
 }
 
@@ -308,8 +437,40 @@ mod tests {
             r.redact_text("4111 1111 1111 1111").unwrap().0,
             "***************1111"
         );
-        assert_eq!(r.redact_field("12"), "12");
-        assert_eq!(r.redact_field("123456"), "**3456");
+        // A field rule always changes the value: a CVV under a card mask is fully masked, and
+        // no more than half of a short value shows.
+        assert_eq!(r.redact_field("12"), "**");
+        assert_eq!(r.redact_field("737"), "***");
+        assert_eq!(r.redact_field("1234"), "****");
+        assert_eq!(r.redact_field("123456"), "***456");
+        // Separators do not count: `1-2-3` has three digits, fewer than keep_last.
+        assert_eq!(r.redact_field("1-2-3"), "*****");
+        assert_eq!(
+            mask("DE89 3704 0044 0532 0130 00", 4),
+            "**********************30 00"
+        );
+        assert_eq!(mask("", 4), "");
+    }
+
+    #[test]
+    fn a_rewrite_that_changes_nothing_falls_back() {
+        let r = Redactor::new("same", "^(.+)$", &Action::Replace("$1".into()), None, None).unwrap();
+        assert_eq!(r.redact_field("c-1001"), REDACTED);
+    }
+
+    #[test]
+    fn builtin_replace_is_literal_and_unicode_digits_are_found() {
+        let r = Redactor::builtin(
+            "card_number",
+            Detector::CardNumber,
+            &Action::Replace("[$1]".into()),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            r.redact_text("pay ４１１１ １１１１ １１１１ １１１１ now"),
+            Some(("pay [$1] now".into(), 1))
+        );
     }
 
     #[test]

@@ -47,12 +47,11 @@ fn email() -> Arc<Redactor> {
 }
 
 fn card() -> Arc<Redactor> {
-    replace(
-        "card_number",
-        r"\b(?:\d[ -]?){12,18}\d\b",
-        "[CARD]",
-        Some(Validator::Luhn),
-    )
+    builtin("card_number", Detector::CardNumber, "[CARD]")
+}
+
+fn builtin(name: &str, d: Detector, with: &str) -> Arc<Redactor> {
+    Arc::new(Redactor::builtin(name, d, &Action::Replace(with.into()), None).unwrap())
 }
 
 #[test]
@@ -245,7 +244,8 @@ fn checksum_detectors_run_before_looser_ones() {
 #[test]
 fn detectors_run_to_a_fixed_point() {
     // Found by fuzzing: after the card at the end of a long digit run is replaced, the digits
-    // before it stand alone and form a Luhn-valid 13-digit number of their own.
+    // before it stand alone and form a Luhn-valid 13-digit number of their own. The card
+    // detector looks at every window of whole groups at once, so one pass finds both.
     let plan = Plan::new(FieldFilter::KeepAll, vec![], vec![card()]);
     let mut once = json!({"s": "2st24 20 1224 30 12344 4111 1111 1111 1111]20+"});
     plan.apply(&mut once);

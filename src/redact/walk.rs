@@ -265,8 +265,29 @@ impl<'p> Walker<'p> {
     /// Runs the text detectors; `Some(new text)` only when something was redacted.
     fn detect(&mut self, text: &str) -> Option<String> {
         let plan = self.plan;
-        plan.redact_text(text, &mut |name, n| {
-            self.count(name, n, || format!("redactor {name} (text detector)"));
-        })
+        if self.explain.is_none() {
+            return plan.redact_text(text, &mut |name, n| self.count(name, n, String::new));
+        }
+        let mut hits = Vec::new();
+        let (out, spans) = plan.explain_text(text, &mut |name, n| hits.push((name.to_owned(), n)));
+        for (name, n) in hits {
+            self.count(&name, n, || format!("redactor {name} (text detector)"));
+        }
+        for span in spans {
+            self.count_span(span);
+        }
+        out
+    }
+
+    /// Records, in explain mode, how one replaced span was decided.
+    fn count_span(&mut self, rule: String) {
+        let path = self.current_path();
+        if let Some(ex) = &mut self.explain {
+            ex.insert(Explanation {
+                kind: ExplanationKind::Redacted,
+                path,
+                rule: format!("  {rule}"),
+            });
+        }
     }
 }

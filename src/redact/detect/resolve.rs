@@ -1,0 +1,296 @@
+//! Overlap resolution and the single rewrite of the text.
+//!
+//! Every candidate span is hidden; overlaps only decide who names the replacement. Candidates
+//! are ranked — a validated candidate (checksum, numbering rules, grammar) beats an unvalidated
+//! one, then the longer beats the shorter, then the detector's priority ([`Detector`] order;
+//! custom patterns after the built-ins), then the redactor's name — and placed in that order.
+//! A candidate that overlaps spans already placed keeps the parts of its span outside them (if
+//! they hold a letter or digit), replaced on their own: so a phone number glued to a card
+//! number is hidden as `[PHONE] [CARD]`, and a spurious checksum match cannot expose the tail
+//! of a real one. The ranking uses no list order, so the output does not depend on the order in
+//! which a policy lists its detectors.
+//!
+//! [`Detector`]: super::Detector
+
+use std::borrow::Borrow;
+use std::cmp::Reverse;
+use std::collections::BTreeMap;
+
+use super::Normalized;
+use crate::redact::redactor::Redactor;
+
+/// A span a detector proposes, as byte offsets of the folded text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Candidate {
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    /// Index of the redactor in the plan's (name-sorted) list.
+    pub(crate) member: u16,
+    pub(crate) validated: bool,
+}
+
+/// A candidate its validator refused (kept for `policy explain` only).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rejection {
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    pub(crate) member: u16,
+    pub(crate) reason: &'static str,
+}
+
+/// One replaced span, described for `policy explain`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SpanReport {
+    /// `card_number took characters 17..36 (validated)` and, for each candidate that lost
+    /// there, why.
+    pub(crate) text: String,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Piece {
+    end: usize,
+    member: u16,
+    /// Index of the candidate in rank order.
+    rank: usize,
+    whole: bool,
+}
+
+fn key<M: Borrow<Redactor>>(
+    members: &[M],
+    c: &Candidate,
+) -> (bool, Reverse<usize>, u8, u16, usize) {
+    let priority = members
+        .get(usize::from(c.member))
+        .map_or(u8::MAX, |m| m.borrow().priority());
+    (
+        !c.validated,
+        Reverse(c.end - c.start),
+        priority,
+        c.member,
+        c.start,
+    )
+}
+
+fn is_edge(b: u8) -> bool {
+    b.is_ascii_whitespace() || b",;:.-/()".contains(&b)
+}
+
+/// The part of `start..end` left after trimming separators, if it holds a letter or digit.
+fn trimmed(text: &[u8], mut start: usize, mut end: usize) -> Option<(usize, usize)> {
+    while start < end && text.get(start).copied().is_some_and(is_edge) {
+        start += 1;
+    }
+    while end > start && text.get(end - 1).copied().is_some_and(is_edge) {
+        end -= 1;
+    }
+    let core = text
+        .get(start..end)?
+        .iter()
+        .any(|&b| b.is_ascii_alphanumeric() || b >= 0x80);
+    core.then_some((start, end))
+}
+
+/// Why `lost` ranks below `won`.
+fn reason<M: Borrow<Redactor>>(members: &[M], won: &Candidate, lost: &Candidate) -> String {
+    let name = |c: &Candidate| {
+        members
+            .get(usize::from(c.member))
+            .map_or("?", |m| m.borrow().name())
+            .to_owned()
+    };
+    let (wl, ll) = (won.end - won.start, lost.end - lost.start);
+    if won.validated && !lost.validated {
+        format!("{} is validated and {} is not", name(won), name(lost))
+    } else if wl != ll {
+        format!("{} is longer ({wl} against {ll} bytes)", name(won))
+    } else if key(members, won).2 != key(members, lost).2 {
+        format!("same length; {} has priority", name(won))
+    } else {
+        format!(
+            "same length and priority; {} comes first by name",
+            name(won)
+        )
+    }
+}
+
+/// Resolves `cands` (in folded-text offsets) and rewrites `original`. Calls `hit(name, n)` once
+/// per redactor that replaced something. `Some(new text)` only if something was replaced.
+/// With `report`, also describes every replaced span and the candidates that lost there.
+pub(crate) fn apply<M: Borrow<Redactor>>(
+    members: &[M],
+    norm: &Normalized<'_>,
+    original: &str,
+    cands: &mut Vec<Candidate>,
+    hit: &mut dyn FnMut(&str, u64),
+    report: Option<(&[Rejection], &mut Vec<SpanReport>)>,
+) -> Option<String> {
+    if cands.is_empty() {
+        return None;
+    }
+    cands.sort_by_key(|c| key(members, c));
+    cands.dedup();
+    let folded = norm.as_str();
+    let fb = folded.as_bytes();
+    let mut pieces: BTreeMap<usize, Piece> = BTreeMap::new();
+    let mut losses: Vec<(usize, usize)> = Vec::new();
+    for (rank, c) in cands.iter().enumerate() {
+        let overlapping: Vec<(usize, Piece)> = {
+            let mut v: Vec<(usize, Piece)> = pieces
+                .range(..c.end)
+                .rev()
+                .take_while(|(_, p)| p.end > c.start)
+                .map(|(&s, &p)| (s, p))
+                .collect();
+            v.reverse();
+            v
+        };
+        if overlapping.is_empty() {
+            pieces.insert(
+                c.start,
+                Piece {
+                    end: c.end,
+                    member: c.member,
+                    rank,
+                    whole: true,
+                },
+            );
+            continue;
+        }
+        let mut cursor = c.start;
+        let mut gaps = Vec::new();
+        for (s, p) in &overlapping {
+            if report.is_some() {
+                losses.push((p.rank, rank));
+            }
+            if *s > cursor {
+                gaps.push((cursor, *s));
+            }
+            cursor = cursor.max(p.end);
+        }
+        if cursor < c.end {
+            gaps.push((cursor, c.end));
+        }
+        for (s, e) in gaps {
+            if let Some((s, e)) = trimmed(fb, s, e) {
+                pieces.insert(
+                    s,
+                    Piece {
+                        end: e,
+                        member: c.member,
+                        rank,
+                        whole: false,
+                    },
+                );
+            }
+        }
+    }
+    let mut counts = vec![0u64; members.len()];
+    let mut out = String::with_capacity(original.len() + 16);
+    let mut last = 0;
+    let mut spans = Vec::new();
+    for (&start, p) in &pieces {
+        let (os, oe) = norm.original(start, p.end);
+        let Some(member) = members.get(usize::from(p.member)).map(Borrow::borrow) else {
+            continue;
+        };
+        if os < last {
+            continue;
+        }
+        out.push_str(original.get(last..os).unwrap_or_default());
+        member.replace_into(
+            original.get(os..oe).unwrap_or_default(),
+            folded,
+            start,
+            p.end,
+            p.whole,
+            &mut out,
+        );
+        last = oe;
+        if let Some(n) = counts.get_mut(usize::from(p.member)) {
+            *n += 1;
+        }
+        if report.is_some() {
+            spans.push((start, *p, os, oe));
+        }
+    }
+    out.push_str(original.get(last..).unwrap_or_default());
+    for (i, n) in counts.iter().enumerate() {
+        if *n > 0
+            && let Some(m) = members.get(i)
+        {
+            hit(m.borrow().name(), *n);
+        }
+    }
+    if let Some((rejections, reports)) = report {
+        describe(
+            members, cands, &losses, rejections, original, norm, &spans, reports,
+        );
+    }
+    Some(out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn describe<M: Borrow<Redactor>>(
+    members: &[M],
+    cands: &[Candidate],
+    losses: &[(usize, usize)],
+    rejections: &[Rejection],
+    original: &str,
+    norm: &Normalized<'_>,
+    spans: &[(usize, Piece, usize, usize)],
+    reports: &mut Vec<SpanReport>,
+) {
+    let chars = |byte: usize| original.get(..byte).map_or(0, |s| s.chars().count());
+    let name = |m: u16| {
+        members
+            .get(usize::from(m))
+            .map_or("?", |m| m.borrow().name())
+    };
+    let range = |s: usize, e: usize| {
+        let (os, oe) = norm.original(s, e);
+        format!("characters {}..{}", chars(os), chars(oe))
+    };
+    for &(start, p, os, oe) in spans {
+        let Some(c) = cands.get(p.rank) else { continue };
+        let mut text = format!(
+            "{} took characters {}..{} ({}{})",
+            name(p.member),
+            chars(os),
+            chars(oe),
+            if c.validated {
+                "validated"
+            } else {
+                "not validated"
+            },
+            if p.whole {
+                ""
+            } else {
+                "; the part of its span no better candidate took"
+            }
+        );
+        if p.whole {
+            for &(won, lost) in losses.iter().filter(|(w, _)| *w == p.rank) {
+                if let (Some(w), Some(l)) = (cands.get(won), cands.get(lost)) {
+                    text.push_str(&format!(
+                        "; {} ({}) lost: {}",
+                        name(l.member),
+                        range(l.start, l.end),
+                        reason(members, w, l)
+                    ));
+                }
+            }
+        }
+        for r in rejections
+            .iter()
+            .filter(|r| r.start < p.end && r.end > start)
+        {
+            text.push_str(&format!(
+                "; {} ({}) refused: {}",
+                name(r.member),
+                range(r.start, r.end),
+                r.reason
+            ));
+        }
+        reports.push(SpanReport { text });
+    }
+}
