@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::redact::{Detector, Explanation, Outcome, Plan, Validator};
+use crate::redact::{DetectedSpan, Detector, Explanation, Outcome, Plan, Validator};
 
 /// Whether a policy (or purpose) enforces its decisions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,6 +151,11 @@ impl Purpose {
     /// Minimises and redacts `doc` in place.
     pub fn apply(&self, doc: &mut Value) -> Outcome {
         self.plan.apply(doc)
+    }
+
+    /// The spans of a free-text value this purpose's text detectors would replace.
+    pub fn detect_spans(&self, text: &str) -> Vec<DetectedSpan> {
+        self.plan.detect_spans(text)
     }
 
     /// Like [`Purpose::apply`], also naming the rule behind each removed or redacted path.

@@ -19,7 +19,7 @@ mod proptests;
 
 pub use detect::Detector;
 pub use path::{FieldPath, PathError};
-pub use plan::{Explanation, ExplanationKind, FieldFilter, FieldRule, Outcome, Plan};
+pub use plan::{DetectedSpan, Explanation, ExplanationKind, FieldFilter, FieldRule, Outcome, Plan};
 pub use redactor::{Action, HASH_PREFIX, REDACTED, Redactor, RedactorError};
 pub use validate::Validator;
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::detect::{Engine, Normalized, SpanReport, apply};
+use super::detect::{Engine, Normalized, SpanReport, apply, spans};
 
 use super::matcher::PathMatcher;
 use super::path::FieldPath;
@@ -50,6 +50,17 @@ pub struct Explanation {
     pub path: String,
     /// What removed or redacted it, e.g. `deny list entry "payment.**"`.
     pub rule: String,
+}
+
+/// A span of free text that the text detectors replace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DetectedSpan {
+    /// Byte offset of the first replaced byte.
+    pub start: usize,
+    /// Byte offset just after the last replaced byte.
+    pub end: usize,
+    /// The redactor that takes the span.
+    pub redactor: String,
 }
 
 /// What happened to an explained path.
@@ -172,6 +183,29 @@ impl Plan {
         self.engine
             .find(&self.text, norm.as_str(), &mut cands, None);
         apply(&self.text, &norm, text, &mut cands, hit, None)
+    }
+
+    /// The spans of `text` the text detectors would replace, in order, each with the name of
+    /// the redactor that takes it (byte offsets into `text`).
+    pub fn detect_spans(&self, text: &str) -> Vec<DetectedSpan> {
+        if self.engine.is_empty() {
+            return Vec::new();
+        }
+        let norm = Normalized::new(text);
+        let mut cands = Vec::new();
+        self.engine
+            .find(&self.text, norm.as_str(), &mut cands, None);
+        spans(&self.text, &norm, &mut cands)
+            .into_iter()
+            .filter_map(|p| {
+                let r = self.text.get(usize::from(p.member))?;
+                Some(DetectedSpan {
+                    start: p.start,
+                    end: p.end,
+                    redactor: r.name().to_owned(),
+                })
+            })
+            .collect()
     }
 
     /// Like [`redact_text`](Plan::redact_text), and also describes each replaced span: which

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::redactor::Redactor;
 pub(crate) use normalize::Normalized;
-pub(crate) use resolve::{Candidate, Rejection, SpanReport, apply};
+pub(crate) use resolve::{Candidate, Rejection, SpanReport, apply, spans};
 pub(crate) use unicode::{digit_value, fold};
 
 /// A built-in detector, named in policies as `detector: <name>`.

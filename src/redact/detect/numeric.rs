@@ -141,11 +141,28 @@ fn run(c: &Chain<'_>, sink: &mut Sink<'_>) {
 
 const CARD_GAPS: &[u8] = b" -.";
 
-/// Every window of whole groups with 13 to 19 digits, joined by spaces, dashes or dots, that is
-/// a card number.
+/// Whether groups `s..=e` are laid out as card numbers are printed: one run of digits, or a
+/// first group of four followed by groups of three to six and a last group of one to six
+/// (`4111 1111 1111 1111`, `3782 822463 10005`, `6205 5000 0000 0000 004`).
+fn card_layout(c: &Chain<'_>, s: usize, e: usize) -> bool {
+    s == e
+        || (c.width(s) == 4
+            && (s + 1..e).all(|i| (3..=6).contains(&c.width(i)))
+            && (1..=6).contains(&c.width(e)))
+}
+
+/// Every window of whole groups with 13 to 19 digits, joined by spaces, dashes or dots and laid
+/// out like a card, that is a card number. A window at the chain's start glued to a letter is
+/// part of a code (`CH93 0076 2011 6238 5295 1`), not a card.
 fn cards(c: &Chain<'_>, sink: &mut Sink<'_>) {
     let mut buf = [0u8; 19];
-    for s in 0..c.len {
+    let glued = c
+        .group(0)
+        .0
+        .checked_sub(1)
+        .and_then(|i| c.text.get(i))
+        .is_some_and(u8::is_ascii_alphabetic);
+    for s in usize::from(glued)..c.len {
         let mut digits = 0;
         for e in s..c.len {
             if e > s && !c.gap(e - 1).iter().all(|g| CARD_GAPS.contains(g)) {
@@ -155,7 +172,7 @@ fn cards(c: &Chain<'_>, sink: &mut Sink<'_>) {
             if digits > 19 {
                 break;
             }
-            if digits < 13 {
+            if digits < 13 || !card_layout(c, s, e) {
                 continue;
             }
             let (start, end) = c.span(s, e);
@@ -172,10 +189,12 @@ fn cards(c: &Chain<'_>, sink: &mut Sink<'_>) {
     }
 }
 
-/// Whether groups `s..=e` are the whole chain with no word character touching it.
+/// Whether groups `s..=e` are the whole chain with no word character (or a `+`, which makes it
+/// a phone number) touching it.
 fn alone(c: &Chain<'_>, s: usize, e: usize) -> bool {
     let (start, end) = c.span(s, e);
-    s == 0 && e + 1 == c.len && !word_before(c.text, start) && !word_at(c.text, end)
+    let plus = start.checked_sub(1).and_then(|i| c.text.get(i)) == Some(&b'+');
+    s == 0 && e + 1 == c.len && !plus && !word_before(c.text, start) && !word_at(c.text, end)
 }
 
 fn widths_are(c: &Chain<'_>, s: usize, widths: &[usize]) -> bool {

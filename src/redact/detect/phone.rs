@@ -5,8 +5,9 @@
 //!   length is possible in that country (`+49 30 1234567`, `+44 (20) 7123 4567`,
 //!   `+49 (0)30 1234567`, `0049 30 1234567`, `+14155550132`);
 //! - national with a trunk prefix or an area code in parentheses: `030 1234567`,
-//!   `090-1234-5678`, `(02) 9876 5432`, `(415) 555-0132`, `8 (495) 123-45-67`, `1-800-555-0199`
-//!   (8 to 13 digits, at least two groups, not a date);
+//!   `090-1234-5678`, `074104 10123`, `(02) 9876 5432`, `(415) 555-0132`, `8 (495) 123-45-67`,
+//!   `1-800-555-0199` (8 to 13 digits, at least two groups, not a date, not glued to a letter,
+//!   and not followed by more groups with the same separators);
 //! - North American `415-555-0132` / `415.555.0132` / `415 555 0132`, also after a country
 //!   code without `+` (`91-415-555-0132`);
 //! - other national layouts when they are the whole digit run: three or more groups of 2 to 5
@@ -290,6 +291,16 @@ fn stands_apart(c: &Chain<'_>, gap: &[u8], s: usize, e: usize) -> bool {
     (s..e).all(|k| c.gap(k) != gap)
 }
 
+/// Whether the chain's first group is glued to a letter (`AE07 0331 2345`, the tail of an
+/// IBAN or a product code).
+fn glued_to_letter(c: &Chain<'_>) -> bool {
+    let start = c.group(0).0;
+    start
+        .checked_sub(1)
+        .and_then(|i| c.text.get(i))
+        .is_some_and(u8::is_ascii_alphabetic)
+}
+
 /// Whether groups `s..s + 3` read as a date (`01.03.2024`, `2024-03-01`, `3/1/2024`).
 fn is_date(c: &Chain<'_>, s: usize) -> bool {
     if s + 3 > c.len || c.gap(s) != c.gap(s + 1) || !matches!(c.gap(s), b"." | b"/" | b"-") {
@@ -389,27 +400,30 @@ fn trunk(c: &Chain<'_>, s: usize, sink: &mut Sink<'_>) {
     let d = c.digits(s);
     let w = d.len();
     let paren = opener(c, s) < c.group(s).0 && c.gap(s).first() == Some(&b')');
-    let zero = d.first() == Some(&b'0') && d.get(1) != Some(&b'0') && (2..=5).contains(&w);
+    let zero = d.first() == Some(&b'0') && d.get(1) != Some(&b'0') && (2..=6).contains(&w);
     let area = paren && (2..=5).contains(&w);
-    let one_digit = w == 1 && matches!(d, b"8" | b"1") && c.width(s + 1) == 3;
-    if !(zero || area || one_digit) || is_date(c, s) {
+    let one_digit = w == 1 && matches!(d, b"8" | b"1") && (3..=5).contains(&c.width(s + 1));
+    let ssn_shaped = c.len == s + 3 && (s..s + 3).map(|i| c.width(i)).eq([3, 2, 4]);
+    if !(zero || area || one_digit) || is_date(c, s) || ssn_shaped || (s == 0 && glued_to_letter(c))
+    {
         return;
     }
     let mut total = 0;
-    let (mut best, mut fallback) = (None, None);
+    let mut best = None;
     for e in s..c.len {
         total += c.width(e);
         if total > 13 {
             break;
         }
         if e > s && total >= 8 {
-            fallback = Some(e);
             if e + 1 == c.len || stands_apart(c, c.gap(e), s, e) {
                 best = Some(e);
             }
         }
     }
-    let Some(e) = best.or(fallback) else { return };
+    // A chain that goes on past the longest national number with the same separators is a
+    // longer number (an account or reference), not a phone number.
+    let Some(e) = best else { return };
     if s > 0 && !stands_apart(c, c.gap(s - 1), s, e) {
         return;
     }
@@ -472,6 +486,10 @@ fn whole_national(c: &Chain<'_>, sink: &mut Sink<'_>) {
     let gaps_ok = (0..n - 1).all(|i| matches!(c.gap(i), b" " | b"-" | b"."));
     let dotted = (0..n - 1).any(|i| c.gap(i) == b".");
     if !gaps_ok || (dotted && !(0..n - 1).all(|i| c.gap(i) == b".")) || is_date(c, 0) {
+        return;
+    }
+    if glued_to_letter(c) || (n == 3 && widths().eq([3, 2, 4])) {
+        // `AE07 0331 2345` is part of a code; 3-2-4 is the shape of an SSN, not of a phone.
         return;
     }
     let thousands = c.width(0) <= 3 && widths().skip(1).all(|w| w == 3);

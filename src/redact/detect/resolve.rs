@@ -113,37 +113,33 @@ fn reason<M: Borrow<Redactor>>(members: &[M], won: &Candidate, lost: &Candidate)
     }
 }
 
-/// Resolves `cands` (in folded-text offsets) and rewrites `original`. Calls `hit(name, n)` once
-/// per redactor that replaced something. `Some(new text)` only if something was replaced.
-/// With `report`, also describes every replaced span and the candidates that lost there.
-pub(crate) fn apply<M: Borrow<Redactor>>(
+/// The placed spans, in text order, and (for reports) which candidate lost to which.
+struct Placement {
+    pieces: BTreeMap<usize, Piece>,
+    losses: Vec<(usize, usize)>,
+}
+
+/// Ranks `cands` and places them (see the module documentation).
+fn place<M: Borrow<Redactor>>(
     members: &[M],
-    norm: &Normalized<'_>,
-    original: &str,
+    fb: &[u8],
     cands: &mut Vec<Candidate>,
-    hit: &mut dyn FnMut(&str, u64),
-    report: Option<(&[Rejection], &mut Vec<SpanReport>)>,
-) -> Option<String> {
-    if cands.is_empty() {
-        return None;
-    }
+    keep_losses: bool,
+) -> Placement {
     cands.sort_by_key(|c| key(members, c));
     cands.dedup();
-    let folded = norm.as_str();
-    let fb = folded.as_bytes();
     let mut pieces: BTreeMap<usize, Piece> = BTreeMap::new();
     let mut losses: Vec<(usize, usize)> = Vec::new();
+    let mut overlapping: Vec<(usize, Piece)> = Vec::new();
     for (rank, c) in cands.iter().enumerate() {
-        let overlapping: Vec<(usize, Piece)> = {
-            let mut v: Vec<(usize, Piece)> = pieces
+        overlapping.clear();
+        overlapping.extend(
+            pieces
                 .range(..c.end)
                 .rev()
                 .take_while(|(_, p)| p.end > c.start)
-                .map(|(&s, &p)| (s, p))
-                .collect();
-            v.reverse();
-            v
-        };
+                .map(|(&s, &p)| (s, p)),
+        );
         if overlapping.is_empty() {
             pieces.insert(
                 c.start,
@@ -156,10 +152,11 @@ pub(crate) fn apply<M: Borrow<Redactor>>(
             );
             continue;
         }
+        overlapping.reverse();
         let mut cursor = c.start;
         let mut gaps = Vec::new();
         for (s, p) in &overlapping {
-            if report.is_some() {
+            if keep_losses {
                 losses.push((p.rank, rank));
             }
             if *s > cursor {
@@ -184,10 +181,59 @@ pub(crate) fn apply<M: Borrow<Redactor>>(
             }
         }
     }
+    Placement { pieces, losses }
+}
+
+/// One span that will be replaced: original byte offsets and the redactor's member index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Placed {
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    pub(crate) member: u16,
+}
+
+/// Resolves `cands` (in folded-text offsets) into the spans that would be replaced, as
+/// original byte offsets, in text order.
+pub(crate) fn spans<M: Borrow<Redactor>>(
+    members: &[M],
+    norm: &Normalized<'_>,
+    cands: &mut Vec<Candidate>,
+) -> Vec<Placed> {
+    let placement = place(members, norm.as_str().as_bytes(), cands, false);
+    placement
+        .pieces
+        .iter()
+        .map(|(&s, p)| {
+            let (start, end) = norm.original(s, p.end);
+            Placed {
+                start,
+                end,
+                member: p.member,
+            }
+        })
+        .collect()
+}
+
+/// Resolves `cands` (in folded-text offsets) and rewrites `original`. Calls `hit(name, n)` once
+/// per redactor that replaced something. `Some(new text)` only if something was replaced.
+/// With `report`, also describes every replaced span and the candidates that lost there.
+pub(crate) fn apply<M: Borrow<Redactor>>(
+    members: &[M],
+    norm: &Normalized<'_>,
+    original: &str,
+    cands: &mut Vec<Candidate>,
+    hit: &mut dyn FnMut(&str, u64),
+    report: Option<(&[Rejection], &mut Vec<SpanReport>)>,
+) -> Option<String> {
+    if cands.is_empty() {
+        return None;
+    }
+    let folded = norm.as_str();
+    let Placement { pieces, losses } = place(members, folded.as_bytes(), cands, report.is_some());
     let mut counts = vec![0u64; members.len()];
     let mut out = String::with_capacity(original.len() + 16);
     let mut last = 0;
-    let mut spans = Vec::new();
+    let mut placed = Vec::new();
     for (&start, p) in &pieces {
         let (os, oe) = norm.original(start, p.end);
         let Some(member) = members.get(usize::from(p.member)).map(Borrow::borrow) else {
@@ -210,7 +256,7 @@ pub(crate) fn apply<M: Borrow<Redactor>>(
             *n += 1;
         }
         if report.is_some() {
-            spans.push((start, *p, os, oe));
+            placed.push((start, *p, os, oe));
         }
     }
     out.push_str(original.get(last..).unwrap_or_default());
@@ -223,7 +269,7 @@ pub(crate) fn apply<M: Borrow<Redactor>>(
     }
     if let Some((rejections, reports)) = report {
         describe(
-            members, cands, &losses, rejections, original, norm, &spans, reports,
+            members, cands, &losses, rejections, original, norm, &placed, reports,
         );
     }
     Some(out)
