@@ -52,6 +52,9 @@ pub struct Explanation {
     pub rule: String,
 }
 
+/// Most rounds of detection over one value (see [`Plan::redact_text`]).
+const MAX_ROUNDS: usize = 3;
+
 /// A span of free text that the text detectors replace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DetectedSpan {
@@ -173,20 +176,31 @@ impl Plan {
     /// full-width forms folded to ASCII); every candidate is hidden, and where candidates
     /// overlap the best one names the replacement: validated beats unvalidated, longer beats
     /// shorter, then detector priority, then redactor name. The parts of a lesser candidate
-    /// outside the better one are replaced on their own. Replacements are applied once.
+    /// outside the better one are replaced on their own. Replacements are applied once per
+    /// round; a round that replaced something is followed by another over its output (at most
+    /// [`MAX_ROUNDS`]), because a replacement can give a neighbour the word boundary it lacked
+    /// (`…1111DE89 3704…`: the IBAN glued to a card number stands alone once the card is gone).
     pub(crate) fn redact_text(&self, text: &str, hit: &mut dyn FnMut(&str, u64)) -> Option<String> {
         if self.engine.is_empty() {
             return None;
         }
-        let norm = Normalized::new(text);
-        let mut cands = Vec::new();
-        self.engine
-            .find(&self.text, norm.as_str(), &mut cands, None);
-        apply(&self.text, &norm, text, &mut cands, hit, None)
+        let mut current: Option<String> = None;
+        for _ in 0..MAX_ROUNDS {
+            let input = current.as_deref().unwrap_or(text);
+            let norm = Normalized::new(input);
+            let mut cands = Vec::new();
+            self.engine
+                .find(&self.text, norm.as_str(), &mut cands, None);
+            match apply(&self.text, &norm, input, &mut cands, hit, None) {
+                Some(out) => current = Some(out),
+                None => break,
+            }
+        }
+        current
     }
 
-    /// The spans of `text` the text detectors would replace, in order, each with the name of
-    /// the redactor that takes it (byte offsets into `text`).
+    /// The spans of `text` the text detectors replace in their first round, in order, each with
+    /// the name of the redactor that takes it (byte offsets into `text`).
     pub fn detect_spans(&self, text: &str) -> Vec<DetectedSpan> {
         if self.engine.is_empty() {
             return Vec::new();
@@ -218,20 +232,35 @@ impl Plan {
         if self.engine.is_empty() {
             return (None, Vec::new());
         }
-        let norm = Normalized::new(text);
-        let mut cands = Vec::new();
-        let mut rejected = Vec::new();
-        self.engine
-            .find(&self.text, norm.as_str(), &mut cands, Some(&mut rejected));
+        let mut current: Option<String> = None;
         let mut reports: Vec<SpanReport> = Vec::new();
-        let out = apply(
-            &self.text,
-            &norm,
-            text,
-            &mut cands,
-            hit,
-            Some((&rejected, &mut reports)),
-        );
+        for round in 0..MAX_ROUNDS {
+            let input = current.as_deref().unwrap_or(text);
+            let norm = Normalized::new(input);
+            let mut cands = Vec::new();
+            let mut rejected = Vec::new();
+            self.engine
+                .find(&self.text, norm.as_str(), &mut cands, Some(&mut rejected));
+            let before = reports.len();
+            let out = apply(
+                &self.text,
+                &norm,
+                input,
+                &mut cands,
+                hit,
+                Some((&rejected, &mut reports)),
+            );
+            if round > 0 {
+                for r in reports.iter_mut().skip(before) {
+                    r.text = format!("after round {round}: {}", r.text);
+                }
+            }
+            match out {
+                Some(out) => current = Some(out),
+                None => break,
+            }
+        }
+        let out = current;
         (out, reports.into_iter().map(|r| r.text).collect())
     }
 }

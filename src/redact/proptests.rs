@@ -134,3 +134,128 @@ proptest! {
         }
     }
 }
+
+/// Pieces of free text: PII of every built-in kind, near-misses and filler.
+const PIECES: &[&str] = &[
+    "4111 1111 1111 1111",
+    "5555-5555-5555-4444",
+    "378282246310005",
+    "4111 1111 1111 1112",
+    "DE89 3704 0044 0532 0130 00",
+    "PL61109010140000071219812874",
+    "GB82 WEST 1234 5698 7654 32",
+    "anna.schmidt@example.eu",
+    "mateo.garcía@example.es",
+    "a@xn--d1acufc.xn--p1ai",
+    "+49 30 1234567",
+    "(415) 555-0132",
+    "090-1234-5678",
+    "078-05-1123",
+    "078 05 1123",
+    "529.982.247-25",
+    "11.222.333/0001-81",
+    "192.168.0.1",
+    "::ffff:192.0.2.1",
+    "fe80::1%eth0",
+    "2001:db8::/32",
+    "１２３",
+    "４１１１ １１１１ １１１１ １１１１",
+    "2024-03-01",
+    "42.5",
+    "10115",
+    "SKU-1234",
+    " ",
+    " ",
+    ", ",
+    "-",
+    "/",
+    ":",
+    ".",
+    "(",
+    ")",
+    "x",
+    "call",
+    "0",
+    "12",
+    "1234",
+];
+
+fn text() -> impl Strategy<Value = String> {
+    prop::collection::vec(prop::sample::select(PIECES), 0..12).prop_map(|v| v.concat())
+}
+
+fn builtins() -> Vec<Arc<Redactor>> {
+    let mut v: Vec<Arc<Redactor>> = Detector::ALL
+        .iter()
+        .map(|&d| {
+            Arc::new(
+                Redactor::builtin(
+                    d.name(),
+                    d,
+                    &Action::Replace(format!("<{}>", d.name())),
+                    None,
+                )
+                .unwrap(),
+            )
+        })
+        .collect();
+    v.push(Arc::new(
+        Redactor::new(
+            "digits4",
+            r"\d{4}",
+            &Action::Replace("<d4>".into()),
+            None,
+            None,
+        )
+        .unwrap(),
+    ));
+    v.push(Arc::new(
+        Redactor::new(
+            "luhn_pattern",
+            r"\d[\d ]{11,22}\d",
+            &Action::Mask { keep_last: 4 },
+            Some(Validator::Luhn),
+            None,
+        )
+        .unwrap(),
+    ));
+    v
+}
+
+proptest! {
+    #[test]
+    fn detector_order_does_not_change_the_output(
+        t in text(),
+        order in Just(builtins()).prop_shuffle(),
+    ) {
+        let reference = Plan::new(FieldFilter::KeepAll, vec![], builtins());
+        let shuffled = Plan::new(FieldFilter::KeepAll, vec![], order);
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        let out_a = reference.redact_text(&t, &mut |n, c| a.push((n.to_owned(), c)));
+        let out_b = shuffled.redact_text(&t, &mut |n, c| b.push((n.to_owned(), c)));
+        prop_assert_eq!(out_a, out_b);
+        a.sort();
+        b.sort();
+        prop_assert_eq!(a, b);
+    }
+
+    #[test]
+    fn a_second_pass_finds_nothing(t in text()) {
+        let plan = Plan::new(FieldFilter::KeepAll, vec![], builtins().into_iter().take(9).collect());
+        let once = plan.redact_text(&t, &mut |_, _| {}).unwrap_or(t);
+        prop_assert!(plan.redact_text(&once, &mut |_, _| {}).is_none(), "{once}");
+    }
+
+    #[test]
+    fn full_width_digits_are_found_like_ascii(t in text()) {
+        let plan = Plan::new(FieldFilter::KeepAll, vec![], builtins().into_iter().take(9).collect());
+        let wide: String = t
+            .chars()
+            .map(|c| if c.is_ascii_digit() { char::from_u32(u32::from(c) + 0xFEE0).unwrap_or(c) } else { c })
+            .collect();
+        let ascii_spans = plan.detect_spans(&t).len();
+        let wide_spans = plan.detect_spans(&wide).len();
+        prop_assert_eq!(ascii_spans, wide_spans, "{} / {}", t, wide);
+    }
+}

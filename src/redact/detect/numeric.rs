@@ -142,13 +142,14 @@ fn run(c: &Chain<'_>, sink: &mut Sink<'_>) {
 const CARD_GAPS: &[u8] = b" -.";
 
 /// Whether groups `s..=e` are laid out as card numbers are printed: one run of digits, or a
-/// first group of four followed by groups of three to six and a last group of one to six
-/// (`4111 1111 1111 1111`, `3782 822463 10005`, `6205 5000 0000 0000 004`).
+/// first group of at least four digits, then groups of three to eight and a last group of one
+/// to eight (`4111 1111 1111 1111`, `3782 822463 10005`, `6205 5000 0000 0000 004`; not
+/// `24 20 1224 30 12344`).
 fn card_layout(c: &Chain<'_>, s: usize, e: usize) -> bool {
     s == e
-        || (c.width(s) == 4
-            && (s + 1..e).all(|i| (3..=6).contains(&c.width(i)))
-            && (1..=6).contains(&c.width(e)))
+        || (c.width(s) >= 4
+            && (s + 1..e).all(|i| (3..=8).contains(&c.width(i)))
+            && (1..=8).contains(&c.width(e)))
 }
 
 /// Every window of whole groups with 13 to 19 digits, joined by spaces, dashes or dots and laid

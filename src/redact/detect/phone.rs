@@ -415,10 +415,8 @@ fn trunk(c: &Chain<'_>, s: usize, sink: &mut Sink<'_>) {
         if total > 13 {
             break;
         }
-        if e > s && total >= 8 {
-            if e + 1 == c.len || stands_apart(c, c.gap(e), s, e) {
-                best = Some(e);
-            }
+        if e > s && total >= 8 && (e + 1 == c.len || stands_apart(c, c.gap(e), s, e)) {
+            best = Some(e);
         }
     }
     // A chain that goes on past the longest national number with the same separators is a
