@@ -153,6 +153,12 @@ impl Purpose {
         self.plan.apply(doc)
     }
 
+    /// Runs this purpose's text detectors over one free-text value; `Some(new text)` only if
+    /// something was replaced.
+    pub fn redact_str(&self, text: &str) -> Option<String> {
+        self.plan.redact_text(text, &mut |_, _| {})
+    }
+
     /// The spans of a free-text value this purpose's text detectors would replace.
     pub fn detect_spans(&self, text: &str) -> Vec<DetectedSpan> {
         self.plan.detect_spans(text)

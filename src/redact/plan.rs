@@ -53,7 +53,7 @@ pub struct Explanation {
 }
 
 /// Most rounds of detection over one value (see [`Plan::redact_text`]).
-const MAX_ROUNDS: usize = 3;
+const MAX_ROUNDS: usize = 8;
 
 /// A span of free text that the text detectors replace.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,10 +189,16 @@ impl Plan {
             let input = current.as_deref().unwrap_or(text);
             let norm = Normalized::new(input);
             let mut cands = Vec::new();
-            self.engine
+            let context = self
+                .engine
                 .find(&self.text, norm.as_str(), &mut cands, None);
-            match apply(&self.text, &norm, input, &mut cands, hit, None) {
-                Some(out) => current = Some(out),
+            match apply(&self.text, &norm, input, &mut cands, &context, hit, None) {
+                Some(out) => {
+                    current = Some(out.text);
+                    if !out.again {
+                        break;
+                    }
+                }
                 None => break,
             }
         }
@@ -239,14 +245,16 @@ impl Plan {
             let norm = Normalized::new(input);
             let mut cands = Vec::new();
             let mut rejected = Vec::new();
-            self.engine
-                .find(&self.text, norm.as_str(), &mut cands, Some(&mut rejected));
+            let context =
+                self.engine
+                    .find(&self.text, norm.as_str(), &mut cands, Some(&mut rejected));
             let before = reports.len();
             let out = apply(
                 &self.text,
                 &norm,
                 input,
                 &mut cands,
+                &context,
                 hit,
                 Some((&rejected, &mut reports)),
             );
@@ -256,7 +264,12 @@ impl Plan {
                 }
             }
             match out {
-                Some(out) => current = Some(out),
+                Some(out) => {
+                    current = Some(out.text);
+                    if !out.again {
+                        break;
+                    }
+                }
                 None => break,
             }
         }

@@ -250,17 +250,18 @@ impl Redactor {
         let norm = Normalized::new(text);
         let mut cands = Vec::new();
         let members = std::slice::from_ref(&self);
-        self.solo.find(members, norm.as_str(), &mut cands, None);
+        let context = self.solo.find(members, norm.as_str(), &mut cands, None);
         let mut count = 0;
         let out = apply(
             members,
             &norm,
             text,
             &mut cands,
+            &context,
             &mut |_, n| count += n,
             None,
         )?;
-        Some((out, count))
+        Some((out.text, count))
     }
 
     /// Redacts a value named by a field rule. Always changes it: matches are rewritten; if

@@ -13,6 +13,25 @@ const MAX_DOMAIN: usize = 256;
 
 /// Tries an address around the `@` at `p`.
 pub(super) fn at(b: &[u8], p: usize, sink: &mut Sink<'_>) {
+    // A rewrite next to the address (a number glued to its domain) can change what it reads
+    // as, so the scanned stretch is a context region.
+    let mut left = p;
+    while left > 0
+        && p - left < MAX_LOCAL
+        && b.get(left - 1)
+            .is_some_and(|&c| is_atext(c) || c >= 0x80 || c == b'"')
+    {
+        left -= 1;
+    }
+    let mut right = p + 1;
+    while right - p < MAX_DOMAIN
+        && b.get(right).is_some_and(|&c| {
+            c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'[' | b']' | b':') || c >= 0x80
+        })
+    {
+        right += 1;
+    }
+    sink.region(left, right);
     let Some(start) = local_start(b, p) else {
         return;
     };

@@ -28,6 +28,7 @@ pub(super) fn v6_at(b: &[u8], p: usize, sink: &mut Sink<'_>) -> usize {
     {
         run_end += 1;
     }
+    sink.region(s, run_end);
     if word_before(b, s) || (s > 0 && b.get(s - 1) == Some(&b'.')) {
         return run_end;
     }

@@ -110,6 +110,18 @@ pub(crate) struct Sink<'a> {
     kinds: &'a [Option<Member>; Detector::ALL.len()],
     out: &'a mut Vec<Candidate>,
     trace: Option<&'a mut Vec<Rejection>>,
+    context: &'a mut Context,
+}
+
+/// What a scan looked at, to tell whether a rewrite can change the next round's outcome.
+#[derive(Debug, Default)]
+pub(crate) struct Context {
+    /// Byte ranges (folded text) whose reading depends on their surroundings: digit chains
+    /// and IPv6 tokens.
+    pub(crate) regions: Vec<(usize, usize)>,
+    /// Whether a custom pattern proposed a candidate (regex boundaries are opaque: another
+    /// round always runs after a pattern replaced something).
+    pub(crate) patterns: bool,
 }
 
 impl Sink<'_> {
@@ -146,6 +158,11 @@ impl Sink<'_> {
 
     fn tracing(&self) -> bool {
         self.trace.is_some()
+    }
+
+    /// Notes a range whose reading depends on the characters around it.
+    fn region(&mut self, start: usize, end: usize) {
+        self.context.regions.push((start, end));
     }
 }
 
@@ -227,22 +244,24 @@ impl Engine {
     }
 
     /// Every candidate in the folded `text`, appended to `out`; refused candidates go to
-    /// `trace` when it is given.
+    /// `trace` when it is given. Returns what the scan depended on (see [`Context`]).
     pub(crate) fn find<M: Borrow<Redactor>>(
         &self,
         members: &[M],
         text: &str,
         out: &mut Vec<Candidate>,
         trace: Option<&mut Vec<Rejection>>,
-    ) {
+    ) -> Context {
+        let mut context = Context::default();
         let mut sink = Sink {
             kinds: &self.kinds,
             out,
             trace,
+            context: &mut context,
         };
         self.scan_builtins(text.as_bytes(), &mut sink);
         if self.patterns.is_empty() {
-            return;
+            return context;
         }
         let matched = self.set.as_ref().map(|s| s.matches(text));
         for (k, &p) in self.patterns.iter().enumerate() {
@@ -253,6 +272,7 @@ impl Engine {
                 m.borrow().pattern_candidates(text, p, &mut sink);
             }
         }
+        context
     }
 
     fn scan_builtins(&self, b: &[u8], sink: &mut Sink<'_>) {
@@ -290,6 +310,7 @@ impl Sink<'_> {
     /// Adds a custom pattern's candidate (validated when the pattern has a validator).
     pub(crate) fn push_pattern(&mut self, member: u16, start: usize, end: usize, validated: bool) {
         if end > start {
+            self.context.patterns = true;
             self.out.push(Candidate {
                 start,
                 end,

@@ -15,10 +15,32 @@ pub(crate) struct Normalized<'a> {
     map: Option<(Vec<usize>, Vec<usize>)>,
 }
 
+/// Whether some non-ASCII character of `text` folds to something else. Only the bytes that
+/// start a multi-byte character are looked at.
+fn needs_folding(text: &str) -> bool {
+    if text.is_ascii() {
+        return false;
+    }
+    let b = text.as_bytes();
+    let mut i = 0;
+    while let Some(off) = b.get(i..).and_then(|r| r.iter().position(|&c| c >= 0xC0)) {
+        i += off;
+        if let Some(c) = text.get(i..).and_then(|r| r.chars().next()) {
+            if fold(c) != Some(c) {
+                return true;
+            }
+            i += c.len_utf8();
+        } else {
+            i += 1;
+        }
+    }
+    false
+}
+
 impl<'a> Normalized<'a> {
     /// Folds `text` (see [`fold`]); borrows it when nothing changes.
     pub(crate) fn new(text: &'a str) -> Self {
-        if text.is_ascii() || text.chars().all(|c| fold(c) == Some(c)) {
+        if !needs_folding(text) {
             return Self {
                 text: Cow::Borrowed(text),
                 map: None,

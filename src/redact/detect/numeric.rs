@@ -10,7 +10,7 @@ use super::{Detector, Sink, phone, word_at, word_before};
 use crate::redact::validate;
 
 /// Most groups looked at together; a longer chain is read in overlapping parts.
-pub(super) const MAX_GROUPS: usize = 48;
+pub(super) const MAX_GROUPS: usize = 40;
 /// Groups shared by two consecutive parts of a long chain (a card has at most 19 groups).
 const OVERLAP: usize = 20;
 
@@ -110,6 +110,7 @@ pub(super) fn chain(b: &[u8], start: usize, sink: &mut Sink<'_>) -> usize {
         }
         pos = k;
     }
+    sink.region(c.group(0).0, c.group(c.len - 1).1);
     run(&c, sink);
     if more {
         return c.group(MAX_GROUPS - OVERLAP).0;

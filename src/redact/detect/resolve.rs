@@ -115,23 +115,64 @@ fn reason<M: Borrow<Redactor>>(members: &[M], won: &Candidate, lost: &Candidate)
 
 /// The placed spans, in text order, and (for reports) which candidate lost to which.
 struct Placement {
-    pieces: BTreeMap<usize, Piece>,
+    pieces: Vec<(usize, Piece)>,
     losses: Vec<(usize, usize)>,
 }
 
-/// Ranks `cands` and places them (see the module documentation).
+/// Ranks `cands` and places them (see the module documentation). Candidates are first grouped
+/// into clusters of overlapping spans; a lone candidate is placed whole, and only a cluster is
+/// ranked and placed piece by piece. `cands` ends up sorted by position, each cluster by rank.
 fn place<M: Borrow<Redactor>>(
     members: &[M],
     fb: &[u8],
     cands: &mut Vec<Candidate>,
     keep_losses: bool,
 ) -> Placement {
-    cands.sort_by_key(|c| key(members, c));
+    cands.sort_unstable_by_key(|c| (c.start, c.end, c.member, c.validated));
     cands.dedup();
-    let mut pieces: BTreeMap<usize, Piece> = BTreeMap::new();
+    let mut pieces: Vec<(usize, Piece)> = Vec::with_capacity(cands.len());
     let mut losses: Vec<(usize, usize)> = Vec::new();
+    let mut i = 0;
+    while let Some(first) = cands.get(i) {
+        let mut j = i + 1;
+        let mut end = first.end;
+        while let Some(next) = cands.get(j).filter(|n| n.start < end) {
+            end = end.max(next.end);
+            j += 1;
+        }
+        if j == i + 1 {
+            pieces.push((
+                first.start,
+                Piece {
+                    end: first.end,
+                    member: first.member,
+                    rank: i,
+                    whole: true,
+                },
+            ));
+        } else if let Some(cluster) = cands.get_mut(i..j) {
+            cluster.sort_unstable_by_key(|c| key(members, c));
+            let placed = place_cluster(fb, cluster, i, keep_losses.then_some(&mut losses));
+            pieces.extend(placed);
+        }
+        i = j;
+    }
+    Placement { pieces, losses }
+}
+
+/// Places one cluster of overlapping candidates, in rank order; `offset` is the cluster's
+/// index in the candidate list.
+fn place_cluster(
+    fb: &[u8],
+    cluster: &[Candidate],
+    offset: usize,
+    mut losses: Option<&mut Vec<(usize, usize)>>,
+) -> impl Iterator<Item = (usize, Piece)> {
+    let mut pieces: BTreeMap<usize, Piece> = BTreeMap::new();
     let mut overlapping: Vec<(usize, Piece)> = Vec::new();
-    for (rank, c) in cands.iter().enumerate() {
+    let mut gaps = Vec::new();
+    for (k, c) in cluster.iter().enumerate() {
+        let rank = offset + k;
         overlapping.clear();
         overlapping.extend(
             pieces
@@ -154,10 +195,10 @@ fn place<M: Borrow<Redactor>>(
         }
         overlapping.reverse();
         let mut cursor = c.start;
-        let mut gaps = Vec::new();
+        gaps.clear();
         for (s, p) in &overlapping {
-            if keep_losses {
-                losses.push((p.rank, rank));
+            if let Some(l) = losses.as_deref_mut() {
+                l.push((p.rank, rank));
             }
             if *s > cursor {
                 gaps.push((cursor, *s));
@@ -167,7 +208,7 @@ fn place<M: Borrow<Redactor>>(
         if cursor < c.end {
             gaps.push((cursor, c.end));
         }
-        for (s, e) in gaps {
+        for &(s, e) in &gaps {
             if let Some((s, e)) = trimmed(fb, s, e) {
                 pieces.insert(
                     s,
@@ -181,7 +222,7 @@ fn place<M: Borrow<Redactor>>(
             }
         }
     }
-    Placement { pieces, losses }
+    pieces.into_iter()
 }
 
 /// One span that will be replaced: original byte offsets and the redactor's member index.
@@ -203,7 +244,7 @@ pub(crate) fn spans<M: Borrow<Redactor>>(
     placement
         .pieces
         .iter()
-        .map(|(&s, p)| {
+        .map(|&(s, p)| {
             let (start, end) = norm.original(s, p.end);
             Placed {
                 start,
@@ -214,27 +255,67 @@ pub(crate) fn spans<M: Borrow<Redactor>>(
         .collect()
 }
 
+/// A rewritten text.
+pub(crate) struct Rewrite {
+    pub(crate) text: String,
+    /// Whether another round over `text` could find something new: a custom pattern replaced
+    /// something, or a context region touches a replaced span without being replaced whole.
+    pub(crate) again: bool,
+}
+
+/// Whether some region near a piece is not covered whole by pieces (`pieces` sorted by start).
+fn unsettled(pieces: &[(usize, Piece)], regions: &[(usize, usize)]) -> bool {
+    const SLACK: usize = 4;
+    regions.iter().any(|&(s, e)| {
+        let lo = s.saturating_sub(SLACK);
+        let hi = e + SLACK;
+        let first = pieces.partition_point(|(_, p)| p.end <= lo);
+        let near = pieces.get(first..).unwrap_or_default();
+        let mut touching = near.iter().take_while(|(ps, _)| *ps < hi).peekable();
+        if touching.peek().is_none() {
+            return false;
+        }
+        let mut cursor = s;
+        for (ps, p) in touching {
+            if *ps > cursor {
+                break;
+            }
+            cursor = cursor.max(p.end);
+        }
+        cursor < e
+    })
+}
+
 /// Resolves `cands` (in folded-text offsets) and rewrites `original`. Calls `hit(name, n)` once
-/// per redactor that replaced something. `Some(new text)` only if something was replaced.
+/// per redactor that replaced something. `Some(rewrite)` only if something was replaced.
 /// With `report`, also describes every replaced span and the candidates that lost there.
 pub(crate) fn apply<M: Borrow<Redactor>>(
     members: &[M],
     norm: &Normalized<'_>,
     original: &str,
     cands: &mut Vec<Candidate>,
+    context: &super::Context,
     hit: &mut dyn FnMut(&str, u64),
     report: Option<(&[Rejection], &mut Vec<SpanReport>)>,
-) -> Option<String> {
+) -> Option<Rewrite> {
     if cands.is_empty() {
         return None;
     }
     let folded = norm.as_str();
     let Placement { pieces, losses } = place(members, folded.as_bytes(), cands, report.is_some());
-    let mut counts = vec![0u64; members.len()];
+    // Counts per member: on the stack for the usual handful of detectors.
+    let mut small = [0u64; 16];
+    let mut large = Vec::new();
+    let counts: &mut [u64] = if members.len() <= small.len() {
+        small.get_mut(..members.len()).unwrap_or_default()
+    } else {
+        large.resize(members.len(), 0);
+        &mut large
+    };
     let mut out = String::with_capacity(original.len() + 16);
     let mut last = 0;
     let mut placed = Vec::new();
-    for (&start, p) in &pieces {
+    for &(start, ref p) in &pieces {
         let (os, oe) = norm.original(start, p.end);
         let Some(member) = members.get(usize::from(p.member)).map(Borrow::borrow) else {
             continue;
@@ -272,7 +353,8 @@ pub(crate) fn apply<M: Borrow<Redactor>>(
             members, cands, &losses, rejections, original, norm, &placed, reports,
         );
     }
-    Some(out)
+    let again = context.patterns || unsettled(&pieces, &context.regions);
+    Some(Rewrite { text: out, again })
 }
 
 #[allow(clippy::too_many_arguments)]
