@@ -598,3 +598,47 @@ redactors:
 ";
     load(&[("base.yaml", "region: base\nname: B\n"), ("eu.yaml", full)]).unwrap();
 }
+
+#[test]
+fn detector_redactors_are_checked() {
+    let with = |r: &str| {
+        format!(
+            "region: eu\nname: EU\npurposes:\n  p:\n    basis: contract\n    fields: {{ deny: [] }}\n    redact:\n      - text: [r]\nredactors:\n  r: {r}\n"
+        )
+    };
+    let ok = load(&[(
+        "eu.yaml",
+        &with("{ detector: card_number, replace: '[CARD]' }"),
+    )])
+    .unwrap();
+    let p = ok[0].purpose("p").unwrap();
+    let mut doc = serde_json::json!({"n": "pay ４１１１ １１１１ １１１１ １１１１"});
+    p.apply(&mut doc);
+    assert_eq!(doc["n"], "pay [CARD]");
+    assert_eq!(
+        ok[0].redactors["r"].detector,
+        Some(crate::redact::Detector::CardNumber)
+    );
+    for (r, msg) in [
+        (
+            "{ detector: passport, replace: x }",
+            "names detector \"passport\", which is not built in",
+        ),
+        (
+            "{ detector: email, pattern: x, replace: x }",
+            "has both pattern and detector",
+        ),
+        (
+            "{ detector: email, validate: luhn, replace: x }",
+            "built-in detectors validate their own matches",
+        ),
+        (
+            "{ replace: x }",
+            "needs a pattern (a regular expression) or a detector",
+        ),
+    ] {
+        let errs = load(&[("eu.yaml", &with(r))]).unwrap_err();
+        assert!(errs.iter().any(|e| e.contains(msg)), "{r}: {errs:?}");
+        assert!(errs.iter().all(|e| e.starts_with("eu.yaml:")), "{errs:?}");
+    }
+}
