@@ -210,9 +210,24 @@ impl AuditLog {
     /// of it was acknowledged, and the gateway must answer `503 audit_unavailable`.
     /// If the future is dropped after sending, the record may still be written.
     pub async fn append(&self, entry: AuditEntry) -> Result<AuditRecord, AuditError> {
+        self.append_all(vec![entry])
+            .await?
+            .pop()
+            .ok_or(AuditError::Closed)
+    }
+
+    /// Appends several records in one batch (one write, one fsync, consecutive seqs in
+    /// this order) and returns them once all are durable; all or none are acknowledged.
+    pub async fn append_all(
+        &self,
+        entries: Vec<AuditEntry>,
+    ) -> Result<Vec<AuditRecord>, AuditError> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
         let (reply, rx) = oneshot::channel();
         let tx = self.inner.tx.as_ref().ok_or(AuditError::Closed)?;
-        tx.send(Job { entry, reply })
+        tx.send(Job { entries, reply })
             .map_err(|_| AuditError::Closed)?;
         rx.await.map_err(|_| AuditError::Closed)?
     }

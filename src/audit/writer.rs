@@ -3,7 +3,7 @@
 //! One std thread owns the files. It blocks for the first pending entry, drains up
 //! to [`MAX_BATCH`] more, seals them (seq, ts, prev, hash), writes them with one
 //! `write`, one `fdatasync`, and only then answers each appender. With
-//! [`SyncMode::Always`] every record is its own batch.
+//! [`SyncMode::Always`] every append (one record, or one `append_all`) is its own batch.
 //!
 //! A failed batch is answered with errors, the segment is truncated back to its last
 //! good length, and seq/prev are not advanced. The next batch first re-opens the
@@ -41,10 +41,10 @@ pub enum SyncMode {
     Always,
 }
 
-/// One pending append.
+/// One pending append: one or more entries that are written in the same batch, in order.
 pub(crate) struct Job {
-    pub(crate) entry: AuditEntry,
-    pub(crate) reply: oneshot::Sender<Result<AuditRecord, AuditError>>,
+    pub(crate) entries: Vec<AuditEntry>,
+    pub(crate) reply: oneshot::Sender<Result<Vec<AuditRecord>, AuditError>>,
 }
 
 /// State shared between the writer thread and [`super::AuditLog`] handles.
@@ -104,10 +104,14 @@ impl Writer {
                     Err(_) => break,
                 },
             };
+            let mut pending = first.entries.len();
             let mut jobs = vec![first];
-            while jobs.len() < MAX_BATCH {
+            while pending < MAX_BATCH {
                 match rx.try_recv() {
-                    Ok(job) => jobs.push(job),
+                    Ok(job) => {
+                        pending += job.entries.len();
+                        jobs.push(job);
+                    }
                     Err(_) => break,
                 }
             }
@@ -125,14 +129,21 @@ impl Writer {
     }
 
     fn commit(&mut self, jobs: Vec<Job>) {
-        let (entries, replies): (Vec<_>, Vec<_>) =
-            jobs.into_iter().map(|j| (j.entry, j.reply)).unzip();
+        let mut sizes = Vec::with_capacity(jobs.len());
+        let mut replies = Vec::with_capacity(jobs.len());
+        let mut entries = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            sizes.push(job.entries.len());
+            replies.push(job.reply);
+            entries.extend(job.entries);
+        }
         match self.write_batch(entries) {
             Ok(records) => {
                 self.shared.healthy.store(true, Ordering::Release);
-                for (reply, record) in replies.into_iter().zip(records) {
-                    // The appender may have gone away; the record is written regardless.
-                    let _ = reply.send(Ok(record));
+                let mut records = records.into_iter();
+                for (reply, n) in replies.into_iter().zip(sizes) {
+                    // The appender may have gone away; the records are written regardless.
+                    let _ = reply.send(Ok(records.by_ref().take(n).collect()));
                 }
             }
             Err(e) => {
