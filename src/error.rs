@@ -7,7 +7,7 @@ use http::StatusCode;
 ///
 /// Messages are written for the caller: they say what was wrong and what to do, and never
 /// contain a token, a secret or personal data.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum GatewayError {
     /// No valid bearer token, or a token that failed a check.
     #[error("{0}")]

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod audit;
 pub mod auth;
+mod authzen;
 pub mod canonical_json;
 pub mod config;
 pub mod consent;

@@ -506,6 +506,8 @@ fn demo_command(config: &Path) -> Result<ExitCode> {
         println!("{}\n", get("sale", "c-2001", " -H 'Sec-GPC: 1'"));
         println!("# the catalogue has no personal data: proxied as is");
         println!("curl -s -H 'Authorization: Bearer {crm}' {scheme}://{gw}/api/products/all\n");
+        println!("# decision API (AuthZEN): a service that cannot route data through the gateway asks instead");
+        println!("curl -s -H 'Authorization: Bearer {crm}' -H 'Content-Type: application/json' -d '{{\"subject\":{{\"type\":\"service\",\"id\":\"crm-service\"}},\"action\":{{\"name\":\"marketing\"}},\"evaluations\":[{{\"resource\":{{\"type\":\"data_subject\",\"id\":\"c-1001\"}}}},{{\"resource\":{{\"type\":\"data_subject\",\"id\":\"c-1002\"}}}}]}}' {scheme}://{gw}/access/v1/evaluations\n");
         println!("# consent API: record a grant, see the state, read the receipts");
         println!("curl -s -X PUT -H 'Authorization: Bearer {admin}' -d '{{\"status\":\"granted\",\"source\":\"web form\"}}' http://{adm}/v1/subjects/c-1002/consents/marketing");
         println!("curl -s -H 'Authorization: Bearer {admin}' http://{adm}/v1/subjects/c-1002/consents\n");

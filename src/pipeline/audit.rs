@@ -13,7 +13,9 @@ use crate::http::headers::{X_DECISION, X_REGION};
 use crate::policy::Verdict;
 use crate::state::State;
 
-fn consent_used(s: Option<&str>) -> ConsentUsed {
+/// The audit record's consent field for a decision's consent state (`n/a` and unknown
+/// strings are "not applicable").
+pub(crate) fn consent_used(s: Option<&str>) -> ConsentUsed {
     match s {
         Some("granted") => ConsentUsed::Granted,
         Some("denied") => ConsentUsed::Denied,

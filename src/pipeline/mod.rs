@@ -8,7 +8,7 @@
 //! before anything is released.
 
 mod audit;
-mod decide;
+pub(crate) mod decide;
 mod decode;
 mod forward;
 mod minimise;
@@ -23,6 +23,9 @@ use http::header::HeaderValue;
 use http::{Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+
+pub(crate) use audit::consent_used;
+pub(crate) use resolve::gpc;
 
 use crate::error::GatewayError;
 use crate::http::headers::X_REQUEST_ID;
@@ -75,6 +78,29 @@ pub(crate) async fn handle(
     let slot = state.in_flight.clone().try_acquire_owned();
     let mut resp = match resolve::route(&state.settings.routes, req.uri().path()) {
         _ if slot.is_err() => outcome(&state, &ctx, Err(GatewayError::Overloaded)).0,
+        // The decision API; its evaluations, once decided, are recorded whatever the client
+        // does, like a personal-data exchange.
+        _ if crate::authzen::is_endpoint(req.uri().path()) => {
+            ctx.route = Some(crate::authzen::ROUTE.to_owned());
+            let request_id = ctx.request_id.clone();
+            let task = state.clone();
+            let exchange = state.exchanges.spawn(async move {
+                let _slot = slot;
+                let mut caller = None;
+                let resp = crate::authzen::handle(&task, req, conn, &request_id, &mut caller).await;
+                (resp, caller)
+            });
+            match exchange.await {
+                Ok((resp, caller)) => {
+                    ctx.caller = caller;
+                    resp
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, request_id = %ctx.request_id, "decision API task failed");
+                    error_response(&GatewayError::Internal, &ctx.request_id)
+                }
+            }
+        }
         Err(err) => outcome(&state, &ctx, Err(err)).0,
         Ok(resolved) if resolved.route.personal_data => {
             let target = resolved.into_target();
