@@ -31,6 +31,7 @@ fn entry(writer: u64) -> AuditEntry {
         status: 200,
         fields_removed: vec!["$.ssn".to_owned(), "$.notes".to_owned()],
         redactions: BTreeMap::from([("email".to_owned(), 1), ("phone".to_owned(), 2)]),
+        collection: None,
     }
 }
 

@@ -60,6 +60,14 @@ pub enum GatewayError {
     /// The upstream answered something that cannot be minimised safely.
     #[error("{0}")]
     UnprocessableUpstreamBody(String),
+    /// A collection response holds more records than the route's `max_elements`.
+    #[error(
+        "the upstream's list holds more than the {limit} records this route may release at once; ask for a smaller page"
+    )]
+    CollectionTooLarge {
+        /// The route's `collection.max_elements`.
+        limit: u64,
+    },
     /// The upstream did not answer within `upstream_timeout`.
     #[error("the upstream service did not answer in time")]
     UpstreamTimeout,
@@ -95,7 +103,8 @@ impl GatewayError {
             Self::RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::ResponseTooLarge { .. }
             | Self::UpstreamUnavailable
-            | Self::UnprocessableUpstreamBody(_) => StatusCode::BAD_GATEWAY,
+            | Self::UnprocessableUpstreamBody(_)
+            | Self::CollectionTooLarge { .. } => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::AuditUnavailable | Self::Overloaded | Self::StoreUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -121,6 +130,7 @@ impl GatewayError {
             Self::RequestTooLarge { .. } | Self::ResponseTooLarge { .. } => "payload_too_large",
             Self::UpstreamUnavailable => "upstream_unavailable",
             Self::UnprocessableUpstreamBody(_) => "unprocessable_upstream_body",
+            Self::CollectionTooLarge { .. } => "collection_too_large",
             Self::UpstreamTimeout => "upstream_timeout",
             Self::AuditUnavailable => "audit_unavailable",
             Self::StoreUnavailable => "store_unavailable",
@@ -161,6 +171,15 @@ mod tests {
     fn store_unavailable_is_503() {
         assert_eq!(GatewayError::StoreUnavailable.status(), 503);
         assert_eq!(GatewayError::StoreUnavailable.code(), "store_unavailable");
+    }
+
+    #[test]
+    fn collection_too_large_is_502() {
+        let err = GatewayError::CollectionTooLarge { limit: 10 };
+        assert_eq!(
+            (err.status(), err.code()),
+            (StatusCode::BAD_GATEWAY, "collection_too_large")
+        );
     }
 
     #[test]

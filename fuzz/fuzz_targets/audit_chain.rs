@@ -83,6 +83,7 @@ fn entry(f: Fields) -> AuditEntry {
         status: f.status,
         fields_removed: f.fields_removed,
         redactions: f.redactions,
+        collection: None,
     }
 }
 

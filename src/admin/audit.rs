@@ -146,6 +146,7 @@ fn access_json(r: &AuditRecord) -> serde_json::Value {
         "route": r.route, "method": r.method, "path": r.path, "decision": r.decision.as_str(),
         "reason": r.reason, "policy": r.policy, "consent": r.consent.as_str(), "status": r.status,
         "fields_removed": r.fields_removed, "redactions": r.redactions,
+        "collection": r.collection,
     })
 }
 

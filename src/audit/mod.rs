@@ -42,7 +42,9 @@ pub use checkpoint::{
 pub use error::AuditError;
 pub use export::{Format, export};
 pub use query::{DEFAULT_LIMIT, Filter, MAX_LIMIT, Page, query, scan};
-pub use record::{AuditEntry, AuditRecord, ConsentUsed, Decision, GENESIS_PREV, parse_rfc3339};
+pub use record::{
+    AuditEntry, AuditRecord, CollectionPos, ConsentUsed, Decision, GENESIS_PREV, parse_rfc3339,
+};
 pub use verify::{VerifyReport, verify};
 pub use writer::SyncMode;
 

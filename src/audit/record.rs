@@ -99,6 +99,16 @@ impl ConsentUsed {
     }
 }
 
+/// Where a record of a collection response stood in it (SPEC "Collections").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectionPos {
+    /// Position in the upstream's array or stream, from 0.
+    pub index: u64,
+    /// Number of records in the array; `null` for a stream (NDJSON).
+    pub count: Option<u64>,
+}
+
 /// What the pipeline hands to [`super::AuditLog::append`]: a record without
 /// `seq`, `ts`, `prev` and `hash`. It must hold no personal field values.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,6 +143,8 @@ pub struct AuditEntry {
     pub fields_removed: Vec<String>,
     /// Redactor name → number of values it masked.
     pub redactions: BTreeMap<String, u64>,
+    /// The record's place in a collection response; `None` for a single-subject request.
+    pub collection: Option<CollectionPos>,
 }
 
 /// A record as written to the log: one JSON line, hash-chained.
@@ -173,6 +185,10 @@ pub struct AuditRecord {
     pub fields_removed: Vec<String>,
     /// See [`AuditEntry::redactions`].
     pub redactions: BTreeMap<String, u64>,
+    /// See [`AuditEntry::collection`]; written as `null` when absent. Records written before
+    /// the field existed lack the key; they still verify (the hash covers the stored bytes).
+    #[serde(default)]
+    pub collection: Option<CollectionPos>,
     /// The previous record's hash (64 zeros for the first).
     pub prev: String,
     /// `hex(SHA-256(prev ‖ canonical JSON of this record without "hash"))`.
@@ -200,6 +216,7 @@ impl AuditRecord {
             status: entry.status,
             fields_removed: entry.fields_removed,
             redactions: entry.redactions,
+            collection: entry.collection,
             prev,
             hash: String::new(),
         };
@@ -302,6 +319,7 @@ pub(crate) mod tests {
             status: 200,
             fields_removed: vec!["$.ssn".to_owned()],
             redactions: BTreeMap::from([("email".to_owned(), 2)]),
+            collection: None,
         }
     }
 
@@ -312,7 +330,9 @@ pub(crate) mod tests {
         let r = AuditRecord::seal(e, 1, "2026-11-23T21:55:44.123Z".into(), GENESIS_PREV.into());
         let line = r.to_line();
         assert!(line.contains(r#""caller":null"#));
-        assert!(line.starts_with(r#"{"caller":null,"consent":"granted","decision":"allow""#));
+        assert!(line.starts_with(
+            r#"{"caller":null,"collection":null,"consent":"granted","decision":"allow""#
+        ));
         match check_line(line.as_bytes()) {
             LineCheck::Good(back) => assert_eq!(*back, r),
             other => panic!("{other:?}"),

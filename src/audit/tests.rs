@@ -79,6 +79,7 @@ fn reseal(lines: &[String], f: impl Fn(&mut AuditEntry, u64)) -> Vec<String> {
                 status: r.status,
                 fields_removed: r.fields_removed,
                 redactions: r.redactions,
+                collection: r.collection,
             };
             f(&mut e, r.seq);
             let sealed = AuditRecord::seal(e, r.seq, r.ts, prev.clone());

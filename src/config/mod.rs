@@ -3,6 +3,7 @@
 //! Relative paths resolve against the config file's folder. Every problem is reported as one
 //! message naming the key and what to change.
 
+mod collection;
 mod raw;
 
 use std::net::SocketAddr;
@@ -397,6 +398,10 @@ impl Settings {
                         ));
                     }
                 },
+                collection: r
+                    .collection
+                    .map(|c| collection::build(c, &format!("{key}.collection")))
+                    .transpose()?,
             };
             if !options.personal_data && (r.subject_case.is_some() || r.unknown_subject.is_some()) {
                 return Err(invalid(

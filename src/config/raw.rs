@@ -106,4 +106,16 @@ pub(crate) struct RawRoute {
     pub(crate) public: bool,
     pub(crate) subject_case: Option<String>,
     pub(crate) unknown_subject: Option<String>,
+    pub(crate) collection: Option<RawCollection>,
+}
+
+/// `collection = { path, subject, envelope, max_elements }` or `{ format = "ndjson", subject }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCollection {
+    pub(crate) format: Option<String>,
+    pub(crate) path: Option<String>,
+    pub(crate) subject: String,
+    pub(crate) envelope: Option<Vec<String>>,
+    pub(crate) max_elements: Option<u64>,
 }

@@ -52,6 +52,9 @@ pub(crate) async fn record(
     mut resp: Response<Body>,
     error: Option<&GatewayError>,
 ) -> (Response<Body>, bool) {
+    if ctx.audited {
+        return (resp, true);
+    }
     let (decision, reason) = decision(ctx, error);
     let region = ctx
         .region
@@ -73,6 +76,7 @@ pub(crate) async fn record(
         status: resp.status().as_u16(),
         fields_removed: std::mem::take(&mut ctx.fields_removed),
         redactions: std::mem::take(&mut ctx.redactions),
+        collection: None,
     };
     if let Err(e) = state.audit.append(entry).await {
         tracing::error!(error = %e, request_id = %ctx.request_id, "audit record not written; releasing nothing");

@@ -8,6 +8,7 @@
 //! before anything is released.
 
 mod audit;
+mod collection;
 pub(crate) mod decide;
 mod decode;
 mod forward;
@@ -55,6 +56,8 @@ pub(crate) struct Ctx {
     pub(crate) reason: Option<&'static str>,
     pub(crate) fields_removed: Vec<String>,
     pub(crate) redactions: BTreeMap<String, u64>,
+    /// The exchange's records are written already: a collection writes one per record.
+    pub(crate) audited: bool,
 }
 
 /// Handles one data-plane request.
@@ -202,7 +205,7 @@ fn outcome(
 /// A personal-data request from routing to its audit record: authenticate, check the audit
 /// log can take the record, decide, forward, minimise; then the record, before release.
 async fn personal_exchange(
-    state: &State,
+    state: &Arc<State>,
     req: Request<Incoming>,
     conn: ConnInfo,
     target: resolve::Target,
@@ -221,7 +224,7 @@ async fn personal_exchange(
 }
 
 async fn personal_inner(
-    state: &State,
+    state: &Arc<State>,
     req: Request<Incoming>,
     conn: ConnInfo,
     target: resolve::Target,
@@ -249,7 +252,10 @@ async fn personal_inner(
     if !state.audit.healthy() {
         return Err(GatewayError::AuditUnavailable);
     }
-    personal::handle(state, req, conn, &resolved, &caller, ctx).await
+    match &route.collection {
+        Some(c) => collection::handle(state, req, conn, &resolved, &caller, c, ctx).await,
+        None => personal::handle(state, req, conn, &resolved, &caller, ctx).await,
+    }
 }
 
 async fn non_personal(

@@ -1,8 +1,12 @@
 //! Routing: path normalisation, route templates, and the ordered route table.
 
+mod collection;
 mod normalize;
 mod template;
 
+pub use collection::{
+    Collection, CollectionFormat, DEFAULT_MAX_ELEMENTS, get_path, get_path_mut, parse_field_path,
+};
 pub use normalize::{PathError, decode_segment, normalize};
 pub use template::{Match, Template, TemplateError};
 
@@ -25,6 +29,8 @@ pub struct Route {
     pub subject_case: SubjectCase,
     /// What a subject with no stored region gets.
     pub unknown_subject: UnknownSubject,
+    /// A list, search or export route: where its records and their subjects are.
+    pub collection: Option<Collection>,
 }
 
 /// `route.subject_case`: how the `{subject}` segment is turned into the subject id used for
@@ -50,7 +56,7 @@ pub enum UnknownSubject {
 }
 
 /// A route's flags, as configured.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct RouteOptions {
     /// `personal_data`.
     pub personal_data: bool,
@@ -60,6 +66,8 @@ pub struct RouteOptions {
     pub subject_case: SubjectCase,
     /// `unknown_subject`.
     pub unknown_subject: UnknownSubject,
+    /// `collection`.
+    pub collection: Option<Collection>,
 }
 
 /// Where a route forwards to.
@@ -83,6 +91,9 @@ pub enum RouteError {
     /// Flags that contradict each other or the template.
     #[error("{0}")]
     Flags(String),
+    /// A `collection` that contradicts the route.
+    #[error("{0}")]
+    Collection(String),
 }
 
 impl RouteError {
@@ -92,6 +103,7 @@ impl RouteError {
             Self::Template(_) => "match",
             Self::Upstream(_) => "upstream",
             Self::Flags(_) => "personal_data",
+            Self::Collection(_) => "collection",
         }
     }
 }
@@ -109,6 +121,7 @@ impl Route {
             public,
             subject_case,
             unknown_subject,
+            collection,
         } = options;
         let template = Template::parse(pattern)?;
         let uri: Uri = upstream.parse().map_err(|_| {
@@ -139,10 +152,23 @@ impl Route {
                 "a personal-data route cannot be public".into(),
             ));
         }
-        if personal_data && !template.has_subject() {
-            return Err(RouteError::Flags(
-                "a personal-data route needs '{subject}' in its match template".into(),
-            ));
+        match (&collection, template.has_subject()) {
+            (Some(_), _) if !personal_data => {
+                return Err(RouteError::Collection(
+                    "a collection route carries personal data: set personal_data = true".into(),
+                ));
+            }
+            (Some(_), true) => {
+                return Err(RouteError::Collection(
+                    "a collection route has no '{subject}' in its match template: each record names its own subject (collection.subject)".into(),
+                ));
+            }
+            (None, false) if personal_data => {
+                return Err(RouteError::Flags(
+                    "a personal-data route needs '{subject}' in its match template, or a collection = { path, subject } naming where its records and their subjects are".into(),
+                ));
+            }
+            _ => {}
         }
         Ok(Route {
             name,
@@ -152,6 +178,7 @@ impl Route {
             public,
             subject_case,
             unknown_subject,
+            collection,
         })
     }
 }

@@ -1,0 +1,322 @@
+//! An NDJSON collection, streamed: lines are gathered into small batches (released at most
+//! [`BATCH_WINDOW`] after a batch's first line arrived, or sooner when it is full), each batch
+//! is decided with one store call, its records are made durable in one group commit, and only
+//! then is its chunk sent. Memory holds one partial line (at most `max_body_bytes`), one batch
+//! and one chunk waiting for the client, whatever the stream's length.
+//!
+//! A line over `max_body_bytes`, an upstream that stalls longer than `upstream_timeout`
+//! between bytes or breaks, or more than `max_elements` records end the stream: the client
+//! sees it cut off (no terminating chunk), never an unchecked line, and one record with
+//! `subject: null` at the position where it ended says why.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::header;
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use hyper::body::{Frame, Incoming};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::super::{Ctx, forward};
+use super::{audit_all, records, release_headers};
+use crate::audit::{CollectionPos, Decision};
+use crate::error::GatewayError;
+use crate::http::{Body, BoxError};
+use crate::routing::{Collection, CollectionFormat};
+use crate::state::State;
+
+/// The longest a decided line waits for its batch to fill (SPEC: a chunk at least every
+/// 100 ms while lines flow; the rest of the budget is the batch's decisions and fsync).
+const BATCH_WINDOW: Duration = Duration::from_millis(40);
+/// Most lines in one batch (one store call, one group commit, one chunk).
+const BATCH_LINES: usize = 1024;
+/// Most input bytes in one batch.
+const BATCH_BYTES: usize = 1 << 20;
+
+/// Forwards, waits for the head within `upstream_timeout`, and answers with a body fed by a
+/// task that decides, audits and releases the stream chunk by chunk.
+pub(super) async fn respond(
+    state: &Arc<State>,
+    route_index: usize,
+    req: records::Request,
+    upstream_req: Request<Body>,
+    head_only: bool,
+    ctx: &mut Ctx,
+) -> Result<Response<Body>, GatewayError> {
+    let g = &state.settings.gateway;
+    let resp = forward::send(
+        &state.client,
+        upstream_req,
+        g.upstream_timeout,
+        g.max_body_bytes,
+    )
+    .await?;
+    let (mut parts, body) = resp.into_parts();
+    if parts.status == http::StatusCode::PARTIAL_CONTENT {
+        return Err(GatewayError::UnprocessableUpstreamBody(
+            "the upstream answered with partial content, which cannot be minimised".into(),
+        ));
+    }
+    forward::response_headers(&mut parts.headers);
+    // The gateway asked for `identity`; a compressed stream cannot be inspected line by line.
+    let encoded = parts
+        .headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+    if encoded {
+        return Err(GatewayError::UnprocessableUpstreamBody(
+            "the upstream compressed its NDJSON stream; the gateway inspects streams uncompressed only".into(),
+        ));
+    }
+    let status = parts.status.as_u16();
+    release_headers(&mut parts.headers, "application/x-ndjson");
+    parts.headers.remove(header::CONTENT_LENGTH);
+    if head_only {
+        // Nothing of the stream is read or released: the exchange's one record says so.
+        ctx.verdict = Some(crate::policy::Verdict::Allow);
+        ctx.reason = Some("head_only");
+        return Ok(Response::from_parts(parts, crate::http::empty()));
+    }
+    ctx.audited = true;
+    let (tx, rx) = mpsc::channel(1);
+    let pump = Pump {
+        state: state.clone(),
+        route_index,
+        req,
+        status,
+        max_line: g.max_body_bytes,
+        wait: g.upstream_timeout,
+    };
+    // Tracked like an exchange: shutdown waits for the stream's records.
+    state.exchanges.spawn(pump.run(body, tx));
+    Ok(Response::from_parts(parts, ChunkBody(rx).boxed()))
+}
+
+/// The released stream: chunks from the pump; an error frame cuts it off.
+struct ChunkBody(mpsc::Receiver<Result<Bytes, GatewayError>>);
+
+impl http_body::Body for ChunkBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.0.poll_recv(cx).map(|next| {
+            next.map(|chunk| chunk.map(Frame::data).map_err(|e| Box::new(e) as BoxError))
+        })
+    }
+}
+
+/// Why reading the stream stopped.
+enum End {
+    /// The upstream finished.
+    Done,
+    /// The stream must be cut off here.
+    Fail(GatewayError),
+}
+
+struct Pump {
+    state: Arc<State>,
+    route_index: usize,
+    req: records::Request,
+    status: u16,
+    max_line: u64,
+    wait: Duration,
+}
+
+impl Pump {
+    fn collection(&self) -> Option<&Collection> {
+        self.state
+            .settings
+            .routes
+            .get(self.route_index)
+            .and_then(|r| r.collection.as_ref())
+            .filter(|c| c.format == CollectionFormat::Ndjson)
+    }
+
+    async fn run(self, mut body: Incoming, tx: mpsc::Sender<Result<Bytes, GatewayError>>) {
+        let mut partial = BytesMut::new();
+        let mut next_index = 0u64;
+        let end = loop {
+            let (lines, end) = self.gather(&mut body, &mut partial).await;
+            let end = match self.release(lines, &mut next_index, &tx).await {
+                Ok(()) => end,
+                Err(e) => Some(End::Fail(e)),
+            };
+            match end {
+                Some(end) => break end,
+                None if tx.is_closed() => break End::Done,
+                None => {}
+            }
+        };
+        let closing = match end {
+            End::Done if next_index > 0 => return,
+            End::Done => self
+                .req
+                .entry(Decision::Allow, "empty_collection", self.status),
+            End::Fail(e) => {
+                let mut entry = self.req.entry(Decision::Deny, e.code(), self.status);
+                entry.collection = Some(CollectionPos {
+                    index: next_index,
+                    count: None,
+                });
+                tracing::warn!(request_id = %self.req.request_id, reason = e.code(), "NDJSON collection stream cut off");
+                let _ = tx.send(Err(e)).await;
+                entry
+            }
+        };
+        // The stream's end is recorded even if the client is gone.
+        let _ = audit_all(
+            &self.state,
+            self.route_index,
+            &self.req.request_id,
+            vec![closing],
+        )
+        .await;
+    }
+
+    /// Reads until a batch is ready: full, [`BATCH_WINDOW`] after its first line, or the
+    /// stream ended (then the unterminated last line counts as a line).
+    async fn gather(
+        &self,
+        body: &mut Incoming,
+        partial: &mut BytesMut,
+    ) -> (Vec<Bytes>, Option<End>) {
+        let mut lines = Vec::new();
+        let mut bytes = 0usize;
+        let mut window: Option<Instant> = None;
+        while lines.len() < BATCH_LINES && bytes < BATCH_BYTES {
+            let now = Instant::now();
+            let wait = match window {
+                Some(deadline) if deadline <= now => break,
+                Some(deadline) => (deadline - now).min(self.wait),
+                None => self.wait,
+            };
+            let frame = match tokio::time::timeout(wait, body.frame()).await {
+                Err(_) if window.is_some_and(|d| d <= Instant::now()) => break,
+                Err(_) => return (lines, Some(End::Fail(GatewayError::UpstreamTimeout))),
+                Ok(None) => {
+                    if !partial.is_empty() {
+                        lines.push(partial.split().freeze());
+                    }
+                    return (lines, Some(End::Done));
+                }
+                Ok(Some(Err(_))) => {
+                    return (lines, Some(End::Fail(GatewayError::UpstreamUnavailable)));
+                }
+                Ok(Some(Ok(frame))) => frame,
+            };
+            let Ok(mut data) = frame.into_data() else {
+                continue;
+            };
+            while let Some(at) = data.iter().position(|b| *b == b'\n') {
+                let head = data.split_to(at + 1);
+                let line = if partial.is_empty() {
+                    head
+                } else {
+                    partial.extend_from_slice(&head);
+                    partial.split().freeze()
+                };
+                if line.len() as u64 > self.max_line + 1 {
+                    return (lines, Some(self.too_long()));
+                }
+                bytes += line.len();
+                lines.push(line);
+                window.get_or_insert_with(|| Instant::now() + BATCH_WINDOW);
+            }
+            partial.extend_from_slice(&data);
+            if partial.len() as u64 > self.max_line {
+                return (lines, Some(self.too_long()));
+            }
+        }
+        (lines, None)
+    }
+
+    fn too_long(&self) -> End {
+        End::Fail(GatewayError::ResponseTooLarge {
+            limit: self.max_line,
+        })
+    }
+
+    /// Decides a batch, writes its records, then sends its chunk.
+    async fn release(
+        &self,
+        lines: Vec<Bytes>,
+        next_index: &mut u64,
+        tx: &mpsc::Sender<Result<Bytes, GatewayError>>,
+    ) -> Result<(), GatewayError> {
+        let Some(collection) = self.collection() else {
+            return Err(GatewayError::Internal);
+        };
+        let mut records: Vec<Option<Value>> = lines
+            .iter()
+            .map(|l| l.trim_ascii())
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                serde_json::from_slice::<Value>(l)
+                    .ok()
+                    .filter(Value::is_object)
+            })
+            .collect();
+        if let Some(max) = collection.max_elements {
+            let room = max.saturating_sub(*next_index);
+            if records.len() as u64 > room {
+                records.truncate(usize::try_from(room).unwrap_or(usize::MAX));
+                self.release_some(collection, records, next_index, tx)
+                    .await?;
+                return Err(GatewayError::CollectionTooLarge { limit: max });
+            }
+        }
+        self.release_some(collection, records, next_index, tx).await
+    }
+
+    async fn release_some(
+        &self,
+        collection: &Collection,
+        mut records: Vec<Option<Value>>,
+        next_index: &mut u64,
+        tx: &mpsc::Sender<Result<Bytes, GatewayError>>,
+    ) -> Result<(), GatewayError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let route = self
+            .state
+            .settings
+            .routes
+            .get(self.route_index)
+            .ok_or(GatewayError::Internal)?;
+        let (keep, entries) = records::decide(
+            &self.state,
+            route,
+            collection,
+            &self.req,
+            &mut records,
+            *next_index,
+            None,
+            self.status,
+        )
+        .await?;
+        let mut chunk = Vec::new();
+        for record in records.iter().zip(&keep).filter(|(_, k)| **k) {
+            if let (Some(record), _) = record {
+                serde_json::to_writer(&mut chunk, record).map_err(|_| GatewayError::Internal)?;
+                chunk.push(b'\n');
+            }
+        }
+        *next_index += entries.len() as u64;
+        audit_all(&self.state, self.route_index, &self.req.request_id, entries).await?;
+        if !chunk.is_empty() {
+            // A client that went away ends the stream after this batch's records.
+            let _ = tx.send(Ok(Bytes::from(chunk))).await;
+        }
+        Ok(())
+    }
+}
