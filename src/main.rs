@@ -138,6 +138,13 @@ enum PolicyCommand {
         /// Policy folder.
         #[arg(long, default_value = "policies")]
         dir: PathBuf,
+        /// The input is a list response: field path of its array of records (`""`: the input
+        /// is the array); each record is explained on its own.
+        #[arg(long, value_name = "PATH")]
+        collection: Option<String>,
+        /// With `--collection`: field path of each record's subject.
+        #[arg(long, value_name = "FIELD", default_value = "id")]
+        subject: String,
         /// JSON document to run through the policy (`-` or absent: standard input).
         file: Option<PathBuf>,
     },
@@ -300,6 +307,8 @@ fn policy_command(command: PolicyCommand) -> Result<ExitCode> {
             consent,
             gpc,
             dir,
+            collection,
+            subject,
             file,
         } => {
             let consent = match consent.as_str() {
@@ -321,7 +330,18 @@ fn policy_command(command: PolicyCommand) -> Result<ExitCode> {
                     Some(p) => std::fs::read_to_string(p)
                         .with_context(|| format!("reading {}", p.display()))?,
                 };
-            tooling::explain(&dir, &region, &purpose, consent, gpc, &input, &mut out)
+            match collection {
+                Some(path) => {
+                    let shape = tooling::ListShape {
+                        path: &path,
+                        subject: &subject,
+                    };
+                    tooling::explain_list(
+                        &dir, &region, &purpose, consent, gpc, &shape, &input, &mut out,
+                    )
+                }
+                None => tooling::explain(&dir, &region, &purpose, consent, gpc, &input, &mut out),
+            }
         }
     }))
 }

@@ -10,7 +10,7 @@ mod explain;
 mod test_runner;
 
 pub use check::check;
-pub use explain::explain;
+pub use explain::{ListShape, explain, explain_list};
 pub use test_runner::test;
 
 /// The fixed hash key used by `policy check`, `policy test` and `policy explain`.
