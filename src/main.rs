@@ -524,6 +524,10 @@ fn demo_command(config: &Path) -> Result<ExitCode> {
         println!("# California opt-out: Maria's data may be 'sold'... unless her browser sends GPC");
         println!("{}", get("sale", "c-2001", ""));
         println!("{}\n", get("sale", "c-2001", " -H 'Sec-GPC: 1'"));
+        println!("# a segment list across regions and consents: what the sample API holds, then what the gateway");
+        println!("# releases for marketing (each record by its own region's rules; Luc withheld; X-Consentgate-Withheld: 1)");
+        println!("curl -s 'http://{upstream}/api/customers?segment=vip'");
+        println!("curl -s -i -H 'Authorization: Bearer {crm}' -H 'X-Purpose: marketing' '{scheme}://{gw}/api/customers?segment=vip'\n");
         println!("# the catalogue has no personal data: proxied as is");
         println!("curl -s -H 'Authorization: Bearer {crm}' {scheme}://{gw}/api/products/all\n");
         println!("# decision API (AuthZEN): a service that cannot route data through the gateway asks instead");

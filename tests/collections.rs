@@ -577,3 +577,56 @@ async fn ndjson_stall_max_elements_and_empty_stream() {
     assert_eq!(records[0]["reason"], "empty_collection");
     gw.shutdown().await;
 }
+
+#[tokio::test]
+async fn demo_segment_list_is_decided_per_customer() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(consentgate::demo::upstream::serve(listener));
+    let text = format!(
+        r#"{}
+[[route]]
+name = "customer-search"
+match = "/api/customers"
+upstream = "http://{upstream}"
+personal_data = true
+collection = {{ path = "items", subject = "id", envelope = ["segment", "total", "next_cursor"] }}
+"#,
+        config_text(upstream, "")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let settings = consentgate::config::Settings::from_toml(&text, dir.path()).unwrap();
+    let gateway = consentgate::Gateway::bind(settings).await.unwrap();
+    consentgate::demo::seed::seed(&gateway.state().store)
+        .await
+        .unwrap();
+    let addr = gateway.gateway_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(gateway.serve(async {
+        let _ = stopped.await;
+    }));
+
+    let before = get(
+        &format!("http://{upstream}/api/customers?segment=vip"),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(ids(&before.json()["items"]).len(), 5);
+    let r = get(
+        &format!("http://{addr}/api/customers?segment=vip"),
+        Some(&caller()),
+        &[("x-purpose", "marketing")],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let out = r.json();
+    // Luc (eu) denied marketing; everyone else is released by their own region's rules.
+    assert_eq!(ids(&out["items"]), ["c-1001", "c-2001", "c-2002", "c-3001"]);
+    assert_eq!(r.headers["x-consentgate-withheld"], "1");
+    assert_eq!(out["items"][0]["email"], "a***@example.eu");
+    assert_eq!(out["segment"], "vip");
+    assert!(out.get("generated_by").is_none(), "not in the envelope");
+    let _ = stop.send(());
+    let _ = task.await;
+}

@@ -1,7 +1,9 @@
 //! The demo's sample customer-data API: a small hyper server the gateway proxies to.
 //!
 //! `GET /api/customers/{id}` → the customer; `GET /api/customers/{id}/orders` → their orders;
-//! `GET /api/products/**` → the catalogue. Anything else → 404.
+//! `GET /api/customers?segment=…` → a customer segment (every sample customer, in a list with
+//! `segment`, `total` and `next_cursor` around it); `GET /api/products/**` → the catalogue.
+//! Anything else → 404.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -27,6 +29,20 @@ fn json(status: StatusCode, v: &Value) -> Response<Body> {
     resp
 }
 
+/// A segment of customers, as a CRM's search endpoint answers it.
+fn segment(customers: &HashMap<String, Value>, query: Option<&str>) -> Value {
+    let name = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|kv| kv.strip_prefix("segment="))
+        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .unwrap_or("all");
+    let mut items: Vec<&Value> = customers.values().collect();
+    items.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+    serde_json::json!({"segment": name, "items": items, "total": items.len(), "next_cursor": null,
+                       "generated_by": "crm-export@example.com"})
+}
+
 fn answer(
     customers: &HashMap<String, Value>,
     products: &Value,
@@ -34,6 +50,7 @@ fn answer(
 ) -> Response<Body> {
     let parts: Vec<&str> = req.uri().path().trim_matches('/').split('/').collect();
     match parts.as_slice() {
+        ["api", "customers"] => json(StatusCode::OK, &segment(customers, req.uri().query())),
         ["api", "customers", id] => match customers.get(*id) {
             Some(doc) => json(StatusCode::OK, doc),
             None => json(

@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 
 use super::super::{Ctx, decode, forward};
 use super::{X_WITHHELD, audit_all, records, release_headers};
+use crate::audit::CollectionPos;
 use crate::error::GatewayError;
 use crate::http::body::{ReadError, read_capped};
 use crate::http::{Body, full};
@@ -90,8 +91,10 @@ pub(super) async fn respond(
         collection,
         req,
         &mut records,
-        0,
-        Some(count),
+        CollectionPos {
+            index: 0,
+            count: Some(count),
+        },
         status,
     )
     .await?;

@@ -299,8 +299,10 @@ impl Pump {
             collection,
             &self.req,
             &mut records,
-            *next_index,
-            None,
+            CollectionPos {
+                index: *next_index,
+                count: None,
+            },
             self.status,
         )
         .await?;

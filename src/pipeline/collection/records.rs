@@ -72,15 +72,15 @@ fn subject_of(record: &Value, collection: &Collection, case: SubjectCase) -> Opt
 
 /// Decides a batch of records. `records[i]` is `None` for a line that was not a JSON record.
 /// Released records are minimised in place and marked `true`; withheld ones `false`. Returns
-/// one audit entry per record, in order, at positions `first_index..`. One store call.
+/// one audit entry per record, in order, at positions from `start.index` (of `start.count`).
+/// One store call.
 pub(crate) async fn decide(
     state: &State,
     route: &Route,
     collection: &Collection,
     req: &Request,
     records: &mut [Option<Value>],
-    first_index: u64,
-    count: Option<u64>,
+    start: CollectionPos,
     status: u16,
 ) -> Result<(Vec<bool>, Vec<AuditEntry>), GatewayError> {
     let subjects: Vec<Option<String>> = records
@@ -112,8 +112,8 @@ pub(crate) async fn decide(
     let mut entries = Vec::with_capacity(records.len());
     for (i, (record, subject)) in records.iter_mut().zip(&subjects).enumerate() {
         let position = CollectionPos {
-            index: first_index + i as u64,
-            count,
+            index: start.index + i as u64,
+            count: start.count,
         };
         let (released, mut entry) = match (record.as_mut(), subject) {
             // Repeated subjects share one lookup.
