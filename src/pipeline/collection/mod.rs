@@ -7,8 +7,10 @@
 //! - [`array`]: a JSON document with the records in one array (buffered under the cap).
 //! - [`ndjson`]: one record per line, decided and released in chunks as lines arrive.
 //! - [`records`]: the per-record decisions both share (one store call per batch).
+//! - [`lines`]: NDJSON framing with a bounded unfinished line.
 
 mod array;
+mod lines;
 mod ndjson;
 mod records;
 

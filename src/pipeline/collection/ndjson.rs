@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::header;
 use http::{Request, Response};
 use http_body_util::BodyExt;
@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::super::{Ctx, forward};
+use super::lines::Lines;
 use super::{audit_all, records, release_headers};
 use crate::audit::{CollectionPos, Decision};
 use crate::error::GatewayError;
@@ -142,7 +143,7 @@ impl Pump {
     }
 
     async fn run(self, mut body: Incoming, tx: mpsc::Sender<Result<Bytes, GatewayError>>) {
-        let mut partial = BytesMut::new();
+        let mut partial = Lines::new(self.max_line);
         let mut next_index = 0u64;
         let end = loop {
             let (lines, end) = self.gather(&mut body, &mut partial).await;
@@ -184,11 +185,7 @@ impl Pump {
 
     /// Reads until a batch is ready: full, [`BATCH_WINDOW`] after its first line, or the
     /// stream ended (then the unterminated last line counts as a line).
-    async fn gather(
-        &self,
-        body: &mut Incoming,
-        partial: &mut BytesMut,
-    ) -> (Vec<Bytes>, Option<End>) {
+    async fn gather(&self, body: &mut Incoming, partial: &mut Lines) -> (Vec<Bytes>, Option<End>) {
         let mut lines = Vec::new();
         let mut bytes = 0usize;
         let mut window: Option<Instant> = None;
@@ -203,9 +200,7 @@ impl Pump {
                 Err(_) if window.is_some_and(|d| d <= Instant::now()) => break,
                 Err(_) => return (lines, Some(End::Fail(GatewayError::UpstreamTimeout))),
                 Ok(None) => {
-                    if !partial.is_empty() {
-                        lines.push(partial.split().freeze());
-                    }
+                    lines.extend(partial.finish());
                     return (lines, Some(End::Done));
                 }
                 Ok(Some(Err(_))) => {
@@ -213,27 +208,16 @@ impl Pump {
                 }
                 Ok(Some(Ok(frame))) => frame,
             };
-            let Ok(mut data) = frame.into_data() else {
+            let Ok(data) = frame.into_data() else {
                 continue;
             };
-            while let Some(at) = data.iter().position(|b| *b == b'\n') {
-                let head = data.split_to(at + 1);
-                let line = if partial.is_empty() {
-                    head
-                } else {
-                    partial.extend_from_slice(&head);
-                    partial.split().freeze()
-                };
-                if line.len() as u64 > self.max_line + 1 {
-                    return (lines, Some(self.too_long()));
-                }
-                bytes += line.len();
-                lines.push(line);
-                window.get_or_insert_with(|| Instant::now() + BATCH_WINDOW);
-            }
-            partial.extend_from_slice(&data);
-            if partial.len() as u64 > self.max_line {
+            let before = lines.len();
+            if partial.push(data, &mut lines).is_err() {
                 return (lines, Some(self.too_long()));
+            }
+            bytes += lines[before..].iter().map(Bytes::len).sum::<usize>();
+            if lines.len() > before {
+                window.get_or_insert_with(|| Instant::now() + BATCH_WINDOW);
             }
         }
         (lines, None)
