@@ -126,6 +126,7 @@ fn entry(shared: &Shared<'_>, subject: Option<String>, purpose: Option<String>) 
         status: shared.status,
         fields_removed: Vec::new(),
         redactions: Default::default(),
+        collection: None,
     }
 }
 

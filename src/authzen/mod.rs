@@ -246,6 +246,7 @@ fn unattributed(
         status: err.status().as_u16(),
         fields_removed: Vec::new(),
         redactions: BTreeMap::new(),
+        collection: None,
     }
 }
 
