@@ -35,7 +35,7 @@ impl FromStr for Format {
     }
 }
 
-const CSV_HEADER: &str = "seq,ts,request_id,caller,subject,purpose,region,route,method,path,decision,reason,policy,consent,status,fields_removed,redactions,prev,hash\r\n";
+const CSV_HEADER: &str = "seq,ts,request_id,caller,subject,purpose,region,route,method,path,decision,reason,policy,consent,status,fields_removed,redactions,collection,prev,hash\r\n";
 
 /// Writes every record matching `filter` (oldest first; `filter.limit`, if set, caps
 /// the count) to `out`. CSV: `fields_removed` joined by `;`, `redactions` as
@@ -108,6 +108,10 @@ pub(crate) fn csv_row(r: &AuditRecord, out: &mut String) {
         r.status.to_string(),
         r.fields_removed.join(";"),
         redactions,
+        // `index/count` (`index/` in a stream); empty for a single-subject request.
+        r.collection.map_or_else(String::new, |c| {
+            format!("{}/{}", c.index, c.count.map_or_else(String::new, |n| n.to_string()))
+        }),
         r.prev.clone(),
         r.hash.clone(),
     ];
@@ -160,14 +164,20 @@ mod tests {
         let mut row = String::new();
         csv_row(&r, &mut row);
         let expected = format!(
-            "9,2026-01-01T00:00:00.000Z,req-1,crm,\"al,ice\",support,,customers,GET,\"/api/customers/al,ice\",allow,\"quote \"\" here\",eu@abc123,granted,200,$.a;$.b,email=2;phone=1,{GENESIS_PREV},{}\r\n",
+            "9,2026-01-01T00:00:00.000Z,req-1,crm,\"al,ice\",support,,customers,GET,\"/api/customers/al,ice\",allow,\"quote \"\" here\",eu@abc123,granted,200,$.a;$.b,email=2;phone=1,,{GENESIS_PREV},{}\r\n",
             r.hash
         );
         assert_eq!(row, expected);
-        assert_eq!(
-            CSV_HEADER.matches(',').count(),
-            row.matches(',').count() - 2
-        );
+        let mut e = entry("bob");
+        e.collection = Some(crate::audit::CollectionPos {
+            index: 3,
+            count: Some(10),
+        });
+        let r = AuditRecord::seal(e, 9, "t".into(), GENESIS_PREV.into());
+        let mut row = String::new();
+        csv_row(&r, &mut row);
+        assert!(row.contains(",email=2,3/10,"), "{row}");
+        assert_eq!(CSV_HEADER.matches(',').count(), row.matches(',').count());
     }
 
     #[test]
