@@ -631,3 +631,64 @@ collection = {{ path = "items", subject = "id", envelope = ["segment", "total", 
     let _ = stop.send(());
     let _ = task.await;
 }
+
+#[tokio::test]
+async fn non_json_follows_the_default_region() {
+    let up = Upstream::start(Arc::new(|seen: Seen| {
+        Box::pin(async move {
+            let mut resp = http::Response::new(consentgate::http::full("plain words"));
+            let ct = if seen.uri.contains("labelled") {
+                "application/json"
+            } else {
+                "text/plain"
+            };
+            resp.headers_mut()
+                .insert("content-type", ct.parse().unwrap());
+            resp
+        })
+    }))
+    .await;
+    // Shipped default.yaml blocks non-JSON bodies.
+    let gw = TestGateway::start(&config(up.addr)).await;
+    let r = get_personal(&gw, "/api/search", Some(&caller()), Some("marketing"), &[]).await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::BAD_GATEWAY, "unprocessable_upstream_body")
+    );
+    gw.shutdown().await;
+    // A default region with `non_json: pass` releases it as is, with one record.
+    let policies = tempfile::tempdir().unwrap();
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/policies");
+    for entry in std::fs::read_dir(shipped).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let text = if path.ends_with("default.yaml") {
+                text.replace("non_json: block", "non_json: pass")
+            } else {
+                text
+            };
+            std::fs::write(policies.path().join(path.file_name().unwrap()), text).unwrap();
+        }
+    }
+    let text = config(up.addr).replace(shipped, &policies.path().display().to_string());
+    let gw = TestGateway::start(&text).await;
+    let r = get_personal(&gw, "/api/search", Some(&caller()), Some("marketing"), &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.text(), "plain words");
+    let records = audit(&gw);
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["reason"], "non_json_pass");
+    assert_eq!(records[0]["subject"], Value::Null);
+    // Labelled JSON that does not parse is never passed.
+    let r = get_personal(
+        &gw,
+        "/api/search?labelled",
+        Some(&caller()),
+        Some("marketing"),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+    gw.shutdown().await;
+}

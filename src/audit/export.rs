@@ -110,7 +110,11 @@ pub(crate) fn csv_row(r: &AuditRecord, out: &mut String) {
         redactions,
         // `index/count` (`index/` in a stream); empty for a single-subject request.
         r.collection.map_or_else(String::new, |c| {
-            format!("{}/{}", c.index, c.count.map_or_else(String::new, |n| n.to_string()))
+            format!(
+                "{}/{}",
+                c.index,
+                c.count.map_or_else(String::new, |n| n.to_string())
+            )
         }),
         r.prev.clone(),
         r.hash.clone(),

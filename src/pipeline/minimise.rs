@@ -11,7 +11,7 @@ use crate::error::GatewayError;
 use crate::policy::{NonJson, Policy, Purpose};
 
 /// Whether a `Content-Type` says JSON (`application/json`, `…+json`).
-fn labelled_json(headers: &HeaderMap) -> bool {
+pub(crate) fn labelled_json(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -10,13 +10,14 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response};
 use serde_json::{Map, Value};
 
+use super::super::minimise::labelled_json;
 use super::super::{Ctx, decode, forward};
 use super::{X_WITHHELD, audit_all, records, release_headers};
 use crate::audit::CollectionPos;
 use crate::error::GatewayError;
 use crate::http::body::{ReadError, read_capped};
 use crate::http::{Body, full};
-use crate::policy::Verdict;
+use crate::policy::{NonJson, Verdict};
 use crate::routing::{Collection, Route, get_path_mut};
 use crate::state::State;
 
@@ -78,7 +79,31 @@ pub(super) async fn respond(
     }
     forward::response_headers(&mut parts.headers);
     let data = decode::decode(&parts.headers, raw, g.max_body_bytes)?;
-    let (mut doc, items) = split(&data, shape)?;
+    let (mut doc, items) = match split(&data, shape) {
+        Ok(split) => split,
+        // SPEC: a collection route's `non_json` is the default region's.
+        Err(Unsplit::NotJson)
+            if !labelled_json(&parts.headers) && default_passes_non_json(state) =>
+        {
+            ctx.verdict = Some(Verdict::Allow);
+            ctx.reason = Some("non_json_pass");
+            for h in [header::ETAG, header::CONTENT_RANGE, header::LAST_MODIFIED] {
+                parts.headers.remove(h);
+            }
+            parts.headers.remove(header::CONTENT_ENCODING);
+            crate::http::headers::restrict_personal_response(&mut parts.headers);
+            parts
+                .headers
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(data.len()));
+            let body = if head_only {
+                crate::http::empty()
+            } else {
+                full(data)
+            };
+            return Ok(Response::from_parts(parts, body));
+        }
+        Err(e) => return Err(e.into_error(shape)),
+    };
     let count = items.len() as u64;
     if let Some(limit) = shape.max_elements.filter(|max| count > *max) {
         return Err(GatewayError::CollectionTooLarge { limit });
@@ -131,28 +156,50 @@ pub(super) async fn respond(
     Ok(Response::from_parts(parts, body))
 }
 
+/// Whether the default region's policy releases bodies that are not JSON (`non_json: pass`).
+fn default_passes_non_json(state: &State) -> bool {
+    state
+        .policies
+        .current()
+        .get(&state.settings.gateway.default_region)
+        .is_some_and(|p| p.non_json == NonJson::Pass)
+}
+
+/// Why a body is not a collection.
+#[derive(Debug, PartialEq, Eq)]
+enum Unsplit {
+    NotJson,
+    NoArray,
+}
+
+impl Unsplit {
+    fn into_error(self, shape: &Shape<'_>) -> GatewayError {
+        GatewayError::UnprocessableUpstreamBody(match self {
+            Self::NotJson => {
+                "the upstream's answer on this collection route is not JSON, so nothing was released".into()
+            }
+            Self::NoArray => format!(
+                "the upstream's JSON has no array of records at the route's collection.path ({}), so nothing was released",
+                if shape.path.is_empty() {
+                    "the whole body".to_owned()
+                } else {
+                    format!("\"{}\"", shape.path.join("."))
+                }
+            ),
+        })
+    }
+}
+
 /// Parses the body and takes the records out of it: the rest of the document stays (for the
 /// envelope).
-fn split(data: &[u8], shape: &Shape<'_>) -> Result<(Value, Vec<Value>), GatewayError> {
-    let mut doc: Value = serde_json::from_slice(data).map_err(|_| {
-        GatewayError::UnprocessableUpstreamBody(
-            "the upstream's answer on this collection route is not JSON, so nothing was released"
-                .into(),
-        )
-    })?;
+fn split(data: &[u8], shape: &Shape<'_>) -> Result<(Value, Vec<Value>), Unsplit> {
+    let mut doc: Value = serde_json::from_slice(data).map_err(|_| Unsplit::NotJson)?;
     match get_path_mut(&mut doc, shape.path) {
         Some(Value::Array(items)) => {
             let items = std::mem::take(items);
             Ok((doc, items))
         }
-        _ => Err(GatewayError::UnprocessableUpstreamBody(format!(
-            "the upstream's JSON has no array of records at the route's collection.path ({}), so nothing was released",
-            if shape.path.is_empty() {
-                "the whole body".to_owned()
-            } else {
-                format!("\"{}\"", shape.path.join("."))
-            }
-        ))),
+        _ => Err(Unsplit::NoArray),
     }
 }
 
@@ -219,6 +266,10 @@ mod tests {
         assert_eq!(items.len(), 2);
         assert_eq!(assemble(&mut doc, &shape(&[], &[]), vec![]), json!([]));
         let path = parse_field_path("items").unwrap();
+        assert_eq!(
+            split(b"not json", &shape(&path, &[])).unwrap_err(),
+            Unsplit::NotJson
+        );
         for bad in [
             &b"{\"items\":{}}"[..],
             b"[]",
@@ -227,7 +278,10 @@ mod tests {
             b"{\"items\":null}",
         ] {
             let err = split(bad, &shape(&path, &[])).unwrap_err();
-            assert_eq!(err.code(), "unprocessable_upstream_body");
+            assert_eq!(
+                err.into_error(&shape(&path, &[])).code(),
+                "unprocessable_upstream_body"
+            );
         }
     }
 }
