@@ -74,13 +74,16 @@ pub fn remove_own_headers(headers: &mut HeaderMap) {
     }
 }
 
+/// A header value's grammar: the value in canonical form, or `None`.
+type Grammar = fn(&str) -> Option<String>;
+
 /// Response headers an upstream may pass to the caller on a personal-data route, each with the
 /// grammar its value must have. Anything else (custom headers, `Set-Cookie`,
 /// `Content-Disposition`, `Location`, …) could carry personal data past redaction and is
 /// dropped, and so is an allowed header whose value is not what it claims to be (an e-mail
 /// address in `Retry-After`). `Content-Length` is kept because the gateway sets it for the
 /// redacted body before this runs.
-const PERSONAL_RESPONSE_HEADERS: [(&str, fn(&str) -> Option<String>); 5] = [
+const PERSONAL_RESPONSE_HEADERS: [(&str, Grammar); 5] = [
     ("content-type", values::media_type),
     ("content-length", values::content_length),
     ("content-language", values::language_tags),

@@ -25,6 +25,9 @@ pub(crate) fn field_name(key: &str) -> bool {
         && bytes.iter().filter(|b| b.is_ascii_digit()).count() <= 2
 }
 
+/// A key's released text and the hits per redactor that made it.
+type RenamedKey = (String, Vec<(String, u64)>);
+
 /// `text`, or when another key of the object already has that name, `text#2`, `text#3`, …:
 /// two keys that redact to the same text never merge, and a suffixed name never takes another
 /// key's name.
@@ -249,7 +252,7 @@ impl<'p> Walker<'p> {
 
     /// The text detectors over every key of `map`: for each key, `Some((released key, hits per
     /// redactor))` when the key holds something they replace. Counted only for members kept.
-    fn redact_keys(&self, map: &Map<String, Value>) -> Vec<Option<(String, Vec<(String, u64)>)>> {
+    fn redact_keys(&self, map: &Map<String, Value>) -> Vec<Option<RenamedKey>> {
         map.keys()
             .map(|k| {
                 let mut hits = Vec::new();
