@@ -3,10 +3,12 @@
 //!
 //! What is JSON is decided by the body's content, not by its label: after any UTF-8 byte order
 //! marks, white space (Unicode's, zero-width characters and NULs included), a body that starts
-//! with `{` or `[` is JSON, so it is parsed and minimised or refused (`502`), whatever its
-//! `Content-Type` and the policy's `non_json`. A body with a UTF-16 or UTF-32 byte order mark is
-//! refused. A body of several JSON values one after another (NDJSON, JSON text sequences) is
-//! minimised value by value and released as NDJSON.
+//! with `{` or `[` is JSON, so it is parsed (strictly, as RFC 8259 text) and minimised, or refused
+//! (`502`), whatever its `Content-Type` and the policy's `non_json`: a byte order mark or other
+//! invisible prefix before JSON is refused, never released. A body with a UTF-16 or UTF-32 byte
+//! order mark is refused, and so is a body of several JSON values one after another (NDJSON on a
+//! single-subject route): one answer is one document. A body still compressed after its
+//! declared encodings are undone is refused ([`decode::by_content`]).
 
 use bytes::Bytes;
 use http::HeaderMap;
@@ -38,12 +40,12 @@ fn labelled_json(headers: &HeaderMap) -> bool {
 /// What the content of a decoded body is.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Sniffed {
-    /// JSON text starting at this byte offset (after byte order marks and white space).
-    Json(usize),
+    /// `{` or `[` after nothing but byte order marks and white space.
+    Json,
     /// A UTF-16 or UTF-32 byte order mark: text the gateway does not inspect.
     WideText,
-    /// Anything else; the offset is where a parser should start.
-    Other(usize),
+    /// Anything else.
+    Other,
 }
 
 /// Classifies `data` by its first meaningful bytes (see the module documentation).
@@ -57,7 +59,7 @@ pub(crate) fn sniff(data: &[u8]) -> Sniffed {
     let mut i = 0;
     while let Some(rest) = data.get(i..) {
         match rest {
-            [b'{' | b'[', ..] => return Sniffed::Json(i),
+            [b'{' | b'[', ..] => return Sniffed::Json,
             [0 | b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c, ..] => i += 1,
             [first, ..] if *first >= 0x80 => {
                 // One UTF-8 character: skipped when it is white space or invisible.
@@ -78,7 +80,7 @@ pub(crate) fn sniff(data: &[u8]) -> Sniffed {
             _ => break,
         }
     }
-    Sniffed::Other(i.min(data.len()))
+    Sniffed::Other
 }
 
 /// White space and characters that show nothing (a byte order mark, zero-width joiners).
@@ -88,15 +90,6 @@ fn invisible(c: char) -> bool {
             c,
             '\u{feff}' | '\u{200b}'..='\u{200d}' | '\u{2060}' | '\u{180e}'
         )
-}
-
-/// The JSON values of `text`: one, or several one after another.
-fn parse(text: &[u8]) -> Option<Vec<Value>> {
-    let docs: Vec<Value> = serde_json::Deserializer::from_slice(text)
-        .into_iter::<Value>()
-        .collect::<Result<_, _>>()
-        .ok()?;
-    (!docs.is_empty()).then_some(docs)
 }
 
 /// Produces the body to release: the purpose's rules applied, whatever the verdict (report
@@ -126,30 +119,27 @@ pub(crate) fn body(
     let out = if data.is_empty() {
         data
     } else {
-        let (start, looks_json) = match sniff(&data) {
+        let looks_json = match sniff(&data) {
             Sniffed::WideText => {
                 return Err(GatewayError::UnprocessableUpstreamBody(
                     "the upstream answered in UTF-16 or UTF-32, which the gateway cannot inspect"
                         .into(),
                 ));
             }
-            Sniffed::Json(at) => (at, true),
-            Sniffed::Other(at) => (at, false),
+            Sniffed::Json => true,
+            Sniffed::Other => false,
         };
-        match data.get(start..).and_then(parse) {
-            Some(mut docs) => {
-                let mut removed = Vec::new();
-                for doc in &mut docs {
-                    let outcome = purpose.apply(doc);
-                    removed.extend(outcome.fields_removed);
-                    for (name, n) in outcome.redactions {
-                        *ctx.redactions.entry(name).or_insert(0) += n;
-                    }
-                }
-                removed.sort_unstable();
-                removed.dedup();
-                ctx.fields_removed = removed;
-                serialise(headers, &docs)?
+        match serde_json::from_slice::<Value>(&data).ok() {
+            Some(mut doc) => {
+                let outcome = purpose.apply(&mut doc);
+                ctx.fields_removed = outcome.fields_removed;
+                ctx.redactions = outcome.redactions;
+                let bytes = serde_json::to_vec(&doc).map_err(|_| GatewayError::Internal)?;
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                Bytes::from(bytes)
             }
             None if looks_json || labelled_json(headers) => {
                 return Err(GatewayError::UnprocessableUpstreamBody(
@@ -169,52 +159,22 @@ pub(crate) fn body(
     Ok(out)
 }
 
-/// One value as `application/json`; several as NDJSON, one per line.
-fn serialise(headers: &mut HeaderMap, docs: &[Value]) -> Result<Bytes, GatewayError> {
-    let (out, label) = match docs {
-        [doc] => (
-            serde_json::to_vec(doc).map_err(|_| GatewayError::Internal)?,
-            "application/json",
-        ),
-        _ => {
-            let mut out = Vec::new();
-            for doc in docs {
-                serde_json::to_writer(&mut out, doc).map_err(|_| GatewayError::Internal)?;
-                out.push(b'\n');
-            }
-            (out, "application/x-ndjson")
-        }
-    };
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(label));
-    Ok(Bytes::from(out))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn json_is_decided_by_content() {
-        assert_eq!(sniff(b"{}"), Sniffed::Json(0));
-        assert_eq!(sniff(b"\xef\xbb\xbf[1]"), Sniffed::Json(3));
-        assert_eq!(sniff(b"\xef\xbb\xbf\xef\xbb\xbf \r\n{"), Sniffed::Json(9));
-        assert_eq!(
-            sniff("\u{a0}\u{200b}\u{3000}{".as_bytes()),
-            Sniffed::Json(8)
-        );
-        assert_eq!(sniff(b"\0{\0\"\0"), Sniffed::Json(1));
+        assert_eq!(sniff(b"{}"), Sniffed::Json);
+        assert_eq!(sniff(b"\xef\xbb\xbf[1]"), Sniffed::Json);
+        assert_eq!(sniff(b"\xef\xbb\xbf\xef\xbb\xbf \r\n{"), Sniffed::Json);
+        assert_eq!(sniff("\u{a0}\u{200b}\u{3000}{".as_bytes()), Sniffed::Json);
+        assert_eq!(sniff(b"\0{\0\"\0"), Sniffed::Json);
         assert_eq!(sniff(b"\xff\xfe{\0"), Sniffed::WideText);
         assert_eq!(sniff(b"\xfe\xff\0{"), Sniffed::WideText);
-        assert_eq!(sniff(b"hello {"), Sniffed::Other(0));
-        assert_eq!(sniff(b"  \"kim\""), Sniffed::Other(2));
-        assert_eq!(sniff(b"\xc3"), Sniffed::Other(0));
-        assert_eq!(sniff(b""), Sniffed::Other(0));
-    }
-
-    #[test]
-    fn several_values_are_a_stream() {
-        assert_eq!(parse(b"{\"a\":1}\n{\"a\":2}\n").map(|d| d.len()), Some(2));
-        assert_eq!(parse(b"[1] x"), None);
-        assert_eq!(parse(b"   "), None);
+        assert_eq!(sniff(b"hello {"), Sniffed::Other);
+        assert_eq!(sniff(b"  \"kim\""), Sniffed::Other);
+        assert_eq!(sniff(b"\xc3"), Sniffed::Other);
+        assert_eq!(sniff(b""), Sniffed::Other);
     }
 }

@@ -487,4 +487,63 @@ mod tests {
         let out = plan.apply(&mut doc);
         assert_eq!(out.fields_removed, ["orders.*.c-1001", "orders.*.secret"]);
     }
+
+    proptest::proptest! {
+        /// Oracle: under `KeepAll` with the e-mail detector, an object keeps every entry (none
+        /// merged or dropped), no released key holds an address, and recorded paths hold no
+        /// key that is neither named by the policy nor a plain field name.
+        #[test]
+        fn keys_never_merge_and_paths_copy_no_data(
+            keys in proptest::collection::btree_set(
+                proptest::prop_oneof![
+                    "[a-z]{1,6}@example\\.com",
+                    "[a-z_]{1,8}",
+                    proptest::strategy::Just("[EMAIL]".to_owned()),
+                    proptest::strategy::Just("[EMAIL]#2".to_owned()),
+                    "c-[0-9]{4}",
+                ],
+                0..8,
+            )
+        ) {
+            let plan = plan_with(FieldFilter::KeepAll);
+            let map: serde_json::Map<String, serde_json::Value> = keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| (k.clone(), json!({"n": i, "secret": 1})))
+                .collect();
+            let mut doc = json!({ "m": map });
+            plan.apply(&mut doc);
+            let out = doc["m"].as_object().unwrap();
+            proptest::prop_assert_eq!(out.len(), keys.len());
+            let mut ns: Vec<u64> = out.values().map(|v| v["n"].as_u64().unwrap()).collect();
+            ns.sort_unstable();
+            proptest::prop_assert_eq!(ns, (0..keys.len() as u64).collect::<Vec<_>>());
+            proptest::prop_assert!(out.keys().all(|k| !k.contains("@example.com")));
+
+            let deny = plan_with(FieldFilter::Deny(paths(&["m.*.secret"])));
+            let mut doc = json!({ "m": map_of(&keys) });
+            let removed = deny.apply(&mut doc).fields_removed;
+            let literal = |k: &str| k == "m" || k == "secret";
+            let map_like = keys.iter().any(|k| !literal(k) && !super::field_name(k));
+            proptest::prop_assert_eq!(removed.is_empty(), keys.is_empty());
+            for path in &removed {
+                let segs: Vec<&str> = path.split('.').collect();
+                proptest::prop_assert_eq!(segs.len(), 3, "{:?}", removed);
+                proptest::prop_assert!(segs[0] == "m" && segs[2] == "secret");
+                let key = segs[1];
+                if map_like {
+                    proptest::prop_assert!(key == "*" || literal(key), "{:?}", removed);
+                } else {
+                    proptest::prop_assert!(key == "*" || literal(key) || super::field_name(key));
+                }
+            }
+        }
+    }
+
+    fn map_of(keys: &std::collections::BTreeSet<String>) -> serde_json::Value {
+        keys.iter()
+            .map(|k| (k.clone(), json!({"secret": 1})))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    }
 }
