@@ -636,7 +636,14 @@ collection = {{ path = "items", subject = "id", envelope = ["segment", "total", 
 async fn non_json_follows_the_default_region() {
     let up = Upstream::start(Arc::new(|seen: Seen| {
         Box::pin(async move {
-            let mut resp = http::Response::new(consentgate::http::full("plain words"));
+            let body: &'static [u8] = if seen.uri.contains("bom") {
+                b"\xef\xbb\xbf[{\"id\":\"c-1\",\"email\":\"anna@example.eu\"}]"
+            } else if seen.uri.contains("disguised") {
+                b" \n[{\"id\":\"c-1\",\"email\":\"anna@example.eu\"}"
+            } else {
+                b"plain words"
+            };
+            let mut resp = http::Response::new(consentgate::http::full(body));
             let ct = if seen.uri.contains("labelled") {
                 "application/json"
             } else {
@@ -680,6 +687,20 @@ async fn non_json_follows_the_default_region() {
     assert_eq!(records.len(), 1);
     assert_eq!(records[0]["reason"], "non_json_pass");
     assert_eq!(records[0]["subject"], Value::Null);
+    // JSON in disguise (a byte order mark, or `[` after white space under a text/plain
+    // label) is never passed raw, even when it does not parse.
+    for q in ["bom", "disguised"] {
+        let r = get_personal(
+            &gw,
+            &format!("/api/search?{q}"),
+            Some(&caller()),
+            Some("marketing"),
+            &[],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{q}: {}", r.text());
+        assert!(!r.text().contains("anna@"), "{q}");
+    }
     // Labelled JSON that does not parse is never passed.
     let r = get_personal(
         &gw,

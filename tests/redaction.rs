@@ -1,7 +1,7 @@
 //! Minimisation and redaction of personal-data responses through real sockets: the released
 //! body is exactly what the region policy yields, whatever the upstream's encoding, framing,
 //! labelling or status; anything the gateway cannot inspect is refused with `502`; report mode
-//! releases unchanged but audits what would have been removed.
+//! skips only the denial: its answer is minimised and redacted exactly like an allowed one.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -552,7 +552,7 @@ async fn upstream_error_status_with_a_json_body_is_still_redacted() {
 }
 
 #[tokio::test]
-async fn report_mode_releases_unchanged_and_audits_report_deny() {
+async fn report_mode_minimises_like_allow_and_audits_report_deny() {
     // br.yaml: personalisation runs with `mode: report`.
     let policy =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/policies/br.yaml")).unwrap();
@@ -576,11 +576,29 @@ async fn report_mode_releases_unchanged_and_audits_report_deny() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(r.headers["x-consentgate-decision"], "report-deny");
     assert_eq!(r.headers["x-consentgate-region"], "br");
-    assert_eq!(r.json(), doc, "released unchanged");
+    // Only the 403 is skipped: the body is what a granted consent releases.
+    put_consent_status(&gw, "c-3001", "personalisation", "granted").await;
+    let granted = get_personal(
+        &gw,
+        "/api/customers/c-3001/profile",
+        Some(&caller()),
+        Some("personalisation"),
+        &[],
+    )
+    .await;
+    assert_eq!(granted.headers["x-consentgate-decision"], "allow");
+    assert_eq!(r.json(), granted.json(), "minimised like an allowed answer");
+    assert_ne!(r.json(), doc);
+    for leaf in ["last_name", "email", "phone", "payment", "address"] {
+        assert!(
+            r.json().get(leaf).is_none(),
+            "{leaf} released in report mode"
+        );
+    }
     assert_length(&r);
 
     let records = audit_records(&gw.dir.path().join("data/audit"));
-    assert_eq!(records.len(), 1);
+    assert_eq!(records.len(), 2);
     let rec = &records[0];
     assert_eq!(rec["decision"], "report_deny");
     assert_eq!(rec["reason"], "consent_missing");

@@ -4,6 +4,8 @@ use std::net::IpAddr;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+mod values;
+
 /// `X-Request-Id`.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// `X-Purpose`.
@@ -30,7 +32,18 @@ const HOP_BY_HOP: [&str; 9] = [
     "upgrade",
 ];
 
-/// Removes the fixed hop-by-hop headers and every header `Connection` names.
+/// Headers that a `Connection` list can never remove: they carry the meaning of the message
+/// (`Content-*` framing and labels) or the person's privacy signal (`Sec-GPC`), and hop-by-hop
+/// rules must not change what is inspected, redacted or forwarded.
+const NEVER_HOP_BY_HOP: [&str; 4] = [
+    "sec-gpc",
+    "content-encoding",
+    "content-type",
+    "content-length",
+];
+
+/// Removes the fixed hop-by-hop headers and every header `Connection` names, except the
+/// [`NEVER_HOP_BY_HOP`] ones. Run it last on a message, after every decision on its headers.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -38,6 +51,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .filter(|name| !NEVER_HOP_BY_HOP.contains(&name.as_str()))
         .collect();
     for name in named {
         headers.remove(name);
@@ -60,28 +74,41 @@ pub fn remove_own_headers(headers: &mut HeaderMap) {
     }
 }
 
-/// Response headers an upstream may pass to the caller on a personal-data route. Anything else
-/// (custom headers, `Set-Cookie`, `Content-Disposition`, `Location`, …) could carry personal data
-/// past redaction and is dropped.
-/// `Content-Length` is kept because the gateway sets it for the redacted body before this runs.
-const PERSONAL_RESPONSE_HEADERS: [&str; 5] = [
-    "content-type",
-    "content-length",
-    "content-language",
-    "date",
-    "retry-after",
+/// A header value's grammar: the value in canonical form, or `None`.
+type Grammar = fn(&str) -> Option<String>;
+
+/// Response headers an upstream may pass to the caller on a personal-data route, each with the
+/// grammar its value must have. Anything else (custom headers, `Set-Cookie`,
+/// `Content-Disposition`, `Location`, …) could carry personal data past redaction and is
+/// dropped, and so is an allowed header whose value is not what it claims to be (an e-mail
+/// address in `Retry-After`). `Content-Length` is kept because the gateway sets it for the
+/// redacted body before this runs.
+const PERSONAL_RESPONSE_HEADERS: [(&str, Grammar); 5] = [
+    ("content-type", values::media_type),
+    ("content-length", values::content_length),
+    ("content-language", values::language_tags),
+    ("date", values::http_date),
+    ("retry-after", values::retry_after),
 ];
 
-/// Keeps only [`PERSONAL_RESPONSE_HEADERS`] and marks the response as not storable by any cache
+/// Keeps only [`PERSONAL_RESPONSE_HEADERS`] whose values parse (one value each, rewritten in
+/// its canonical form) and marks the response as not storable by any cache
 /// (`Cache-Control: no-store, private`): a redacted view is specific to one caller and purpose.
 pub fn restrict_personal_response(headers: &mut HeaderMap) {
-    let drop: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| !PERSONAL_RESPONSE_HEADERS.contains(&k.as_str()))
-        .cloned()
-        .collect();
-    for name in drop {
-        headers.remove(name);
+    let mut kept: Vec<(&'static str, HeaderValue)> = Vec::new();
+    for (name, parse) in PERSONAL_RESPONSE_HEADERS {
+        let mut values = headers.get_all(name).iter();
+        // A repeated header is ambiguous: which one would the caller believe?
+        if let (Some(v), None) = (values.next(), values.next())
+            && let Some(canonical) = v.to_str().ok().and_then(parse)
+            && let Ok(v) = HeaderValue::from_str(&canonical)
+        {
+            kept.push((name, v));
+        }
+    }
+    headers.clear();
+    for (name, v) in kept {
+        headers.insert(name, v);
     }
     headers.insert(
         header::CACHE_CONTROL,

@@ -19,11 +19,11 @@ use crate::policy::{Basis, ConsentState, Decision, Policy, PolicySet, Purpose, V
 use crate::routing::UnknownSubject;
 use crate::state::State;
 
-/// What the decision stage hands on to forwarding.
+/// What the decision stage hands on to forwarding: the rules the response is minimised by,
+/// whether the verdict is `allow` or `report_deny` (the verdict itself is in [`Ctx`]).
 pub(crate) struct Decided {
     pub(crate) policy: Arc<Policy>,
     pub(crate) purpose: Arc<Purpose>,
-    pub(crate) verdict: Verdict,
 }
 
 /// Maps a stored consent to the policy's view of it at `now`.
@@ -218,6 +218,5 @@ pub(crate) async fn decide(
     Ok(Decided {
         policy: answer.policy,
         purpose: answer.purpose,
-        verdict: decision.verdict,
     })
 }

@@ -1,6 +1,7 @@
 //! Content decoding of upstream bodies before redaction, capped so a compression bomb cannot
 //! grow past `max_body_bytes`. A compressed body never slips past redaction: an encoding the
-//! gateway cannot decode is refused.
+//! gateway cannot decode is refused, and so is a body that is compressed by its content
+//! whatever its headers say (see [`by_content`]).
 
 use std::io::Read;
 
@@ -44,12 +45,50 @@ pub(crate) fn decode(
                 brotli_decompressor::Decompressor::new(&data[..], 8192),
                 limit,
             )?,
-            other => {
-                return Err(GatewayError::UnprocessableUpstreamBody(format!(
-                    "the upstream answered with content encoding '{other}', which the gateway cannot inspect"
-                )));
+            // The coding's name is not echoed: it is the upstream's text.
+            _ => {
+                return Err(GatewayError::UnprocessableUpstreamBody(
+                    "the upstream answered with a content encoding the gateway cannot inspect"
+                        .into(),
+                ));
             }
         };
+    }
+    Ok(data)
+}
+
+/// Refuses a body that is still compressed once its declared `Content-Encoding`s are undone (a
+/// missing or wrong label, a `Transfer-Encoding: gzip`, a gzip inside a gzip): such bytes cannot
+/// be inspected as they are, and guessing at undeclared layers is not the gateway's job. gzip,
+/// zstd, xz and bzip2 are known by their magic bytes; a zlib header is two bytes that text can
+/// form by chance (`x^`), so it counts only when the bytes really inflate.
+pub(crate) fn by_content(data: bytes::Bytes, limit: u64) -> Result<bytes::Bytes, GatewayError> {
+    let compressed = match data.as_ref() {
+        [0x1f, 0x8b, ..]
+        | [0x28, 0xb5, 0x2f, 0xfd, ..]
+        | [0xfd, b'7', b'z', b'X', b'Z', 0x00, ..]
+        | [
+            b'B',
+            b'Z',
+            b'h',
+            b'1'..=b'9',
+            0x31,
+            0x41,
+            0x59,
+            0x26,
+            0x53,
+            0x59,
+            ..,
+        ] => true,
+        [cmf, flg, ..] if cmf & 0x0f == 8 && (u16::from(*cmf) << 8 | u16::from(*flg)) % 31 == 0 => {
+            read_capped(flate2::read::ZlibDecoder::new(&data[..]), limit).is_ok()
+        }
+        _ => false,
+    };
+    if compressed {
+        return Err(GatewayError::UnprocessableUpstreamBody(
+            "the upstream's body is compressed without saying so (Content-Encoding), so it cannot be inspected".into(),
+        ));
     }
     Ok(data)
 }
@@ -105,7 +144,7 @@ mod tests {
             Err(GatewayError::ResponseTooLarge { .. })
         ));
         assert!(matches!(
-            decode(&headers("zstd"), gz.into(), 100),
+            decode(&headers("zstd"), gz.clone().into(), 100),
             Err(GatewayError::UnprocessableUpstreamBody(_))
         ));
         assert!(matches!(
@@ -116,5 +155,30 @@ mod tests {
             ),
             Err(GatewayError::UnprocessableUpstreamBody(_))
         ));
+    }
+
+    #[test]
+    fn undeclared_compression_is_refused() {
+        let gzip = |data: &[u8]| {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            gz.write_all(data).unwrap();
+            gz.finish().unwrap()
+        };
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(b"[1]").unwrap();
+        for refused in [
+            gzip(br#"{"a":1}"#),
+            z.finish().unwrap(),
+            b"\x28\xb5\x2f\xfd....".to_vec(),
+            b"\xfd7zXZ\x00...".to_vec(),
+        ] {
+            assert!(matches!(
+                by_content(refused.into(), 100),
+                Err(GatewayError::UnprocessableUpstreamBody(_))
+            ));
+        }
+        // Text whose first two bytes form a valid zlib header by chance is kept.
+        assert_eq!(by_content("x^2 + y".into(), 100).unwrap(), "x^2 + y");
+        assert_eq!(by_content("plain".into(), 100).unwrap(), "plain");
     }
 }

@@ -1,44 +1,110 @@
 //! Minimisation and redaction of a buffered personal-data response: decode, parse, apply the
 //! purpose's rules, re-serialise, fix the headers. Anything that cannot be inspected is refused.
+//!
+//! What is JSON is decided by the body's content, not by its label: after any UTF-8 byte order
+//! marks, white space (Unicode's, zero-width characters and NULs included), a body that starts
+//! with `{` or `[` is JSON, so it is parsed (strictly, as RFC 8259 text) and minimised, or refused
+//! (`502`), whatever its `Content-Type` and the policy's `non_json`: a byte order mark or other
+//! invisible prefix before JSON is refused, never released. A body with a UTF-16 or UTF-32 byte
+//! order mark is refused, and so is a body of several JSON values one after another (NDJSON on a
+//! single-subject route): one answer is one document. A body still compressed after its
+//! declared encodings are undone is refused ([`decode::by_content`]).
 
 use bytes::Bytes;
 use http::HeaderMap;
 use http::header::{self, HeaderValue};
+use serde_json::Value;
 
 use super::Ctx;
 use super::decode;
 use crate::error::GatewayError;
 use crate::policy::{NonJson, Policy, Purpose};
 
-/// Whether a `Content-Type` says JSON (`application/json`, `…+json`).
+/// Whether a `Content-Type` says JSON (`application/json`, `…+json`, NDJSON).
 pub(crate) fn labelled_json(headers: &HeaderMap) -> bool {
     headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
+        .get_all(header::CONTENT_TYPE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
             let mime = v
                 .split(';')
                 .next()
                 .unwrap_or("")
                 .trim()
                 .to_ascii_lowercase();
-            mime == "application/json" || mime.ends_with("+json")
+            mime.ends_with("/json") || mime.ends_with("+json") || mime.ends_with("ndjson")
         })
-        .unwrap_or(false)
 }
 
-/// Produces the body to release. `enforce` false (report mode) computes what would be removed
-/// into `ctx` but releases the (decoded) body unchanged.
+/// What the content of a decoded body is.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Sniffed {
+    /// `{` or `[` after nothing but byte order marks and white space.
+    Json,
+    /// A UTF-16 or UTF-32 byte order mark: text the gateway does not inspect.
+    WideText,
+    /// Anything else.
+    Other,
+}
+
+/// Classifies `data` by its first meaningful bytes (see the module documentation).
+pub(crate) fn sniff(data: &[u8]) -> Sniffed {
+    if data.starts_with(&[0xff, 0xfe])
+        || data.starts_with(&[0xfe, 0xff])
+        || data.starts_with(&[0, 0, 0xfe, 0xff])
+    {
+        return Sniffed::WideText;
+    }
+    let mut i = 0;
+    while let Some(rest) = data.get(i..) {
+        match rest {
+            [b'{' | b'[', ..] => return Sniffed::Json,
+            [0 | b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c, ..] => i += 1,
+            [first, ..] if *first >= 0x80 => {
+                // One UTF-8 character: skipped when it is white space or invisible.
+                let len = match first {
+                    0xc0..=0xdf => 2,
+                    0xe0..=0xef => 3,
+                    _ => 4,
+                };
+                match rest
+                    .get(..len)
+                    .and_then(|c| std::str::from_utf8(c).ok())
+                    .and_then(|c| c.chars().next())
+                {
+                    Some(c) if invisible(c) => i += len,
+                    _ => break,
+                }
+            }
+            _ => break,
+        }
+    }
+    Sniffed::Other
+}
+
+/// White space and characters that show nothing (a byte order mark, zero-width joiners).
+fn invisible(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            '\u{feff}' | '\u{200b}'..='\u{200d}' | '\u{2060}' | '\u{180e}'
+        )
+}
+
+/// Produces the body to release: the purpose's rules applied, whatever the verdict (report
+/// mode skips only the denial, never the minimisation). Decides on the headers as the upstream
+/// sent them: hop-by-hop removal runs after this.
 pub(crate) fn body(
     headers: &mut HeaderMap,
     raw: Bytes,
     policy: &Policy,
     purpose: &Purpose,
-    enforce: bool,
     limit: u64,
     ctx: &mut Ctx,
 ) -> Result<Bytes, GatewayError> {
     let data = decode::decode(headers, raw, limit)?;
+    let data = decode::by_content(data, limit)?;
     headers.remove(header::CONTENT_ENCODING);
     for h in [
         header::ETAG,
@@ -53,34 +119,36 @@ pub(crate) fn body(
     let out = if data.is_empty() {
         data
     } else {
-        match serde_json::from_slice::<serde_json::Value>(&data) {
-            Ok(mut doc) => {
-                let outcome = if enforce {
-                    purpose.apply(&mut doc)
-                } else {
-                    purpose.apply(&mut doc.clone())
-                };
+        let looks_json = match sniff(&data) {
+            Sniffed::WideText => {
+                return Err(GatewayError::UnprocessableUpstreamBody(
+                    "the upstream answered in UTF-16 or UTF-32, which the gateway cannot inspect"
+                        .into(),
+                ));
+            }
+            Sniffed::Json => true,
+            Sniffed::Other => false,
+        };
+        match serde_json::from_slice::<Value>(&data).ok() {
+            Some(mut doc) => {
+                let outcome = purpose.apply(&mut doc);
                 ctx.fields_removed = outcome.fields_removed;
                 ctx.redactions = outcome.redactions;
-                if enforce {
-                    let bytes = serde_json::to_vec(&doc).map_err(|_| GatewayError::Internal)?;
-                    headers.insert(
-                        header::CONTENT_TYPE,
-                        HeaderValue::from_static("application/json"),
-                    );
-                    Bytes::from(bytes)
-                } else {
-                    data
-                }
+                let bytes = serde_json::to_vec(&doc).map_err(|_| GatewayError::Internal)?;
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                Bytes::from(bytes)
             }
-            Err(_) if labelled_json(headers) => {
+            None if looks_json || labelled_json(headers) => {
                 return Err(GatewayError::UnprocessableUpstreamBody(
                     "the upstream's JSON response could not be parsed, so it was not released"
                         .into(),
                 ));
             }
-            Err(_) if policy.non_json == NonJson::Pass => data,
-            Err(_) => {
+            None if policy.non_json == NonJson::Pass => data,
+            None => {
                 return Err(GatewayError::UnprocessableUpstreamBody(
                     "the upstream answered with a body that is not JSON; this region's policy blocks such responses".into(),
                 ));
@@ -89,4 +157,24 @@ pub(crate) fn body(
     };
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_is_decided_by_content() {
+        assert_eq!(sniff(b"{}"), Sniffed::Json);
+        assert_eq!(sniff(b"\xef\xbb\xbf[1]"), Sniffed::Json);
+        assert_eq!(sniff(b"\xef\xbb\xbf\xef\xbb\xbf \r\n{"), Sniffed::Json);
+        assert_eq!(sniff("\u{a0}\u{200b}\u{3000}{".as_bytes()), Sniffed::Json);
+        assert_eq!(sniff(b"\0{\0\"\0"), Sniffed::Json);
+        assert_eq!(sniff(b"\xff\xfe{\0"), Sniffed::WideText);
+        assert_eq!(sniff(b"\xfe\xff\0{"), Sniffed::WideText);
+        assert_eq!(sniff(b"hello {"), Sniffed::Other);
+        assert_eq!(sniff(b"  \"kim\""), Sniffed::Other);
+        assert_eq!(sniff(b"\xc3"), Sniffed::Other);
+        assert_eq!(sniff(b""), Sniffed::Other);
+    }
 }

@@ -13,7 +13,6 @@ use crate::auth::Caller;
 use crate::error::GatewayError;
 use crate::http::body::{ReadError, read_capped};
 use crate::http::{Body, full};
-use crate::policy::Verdict;
 use crate::server::ConnInfo;
 use crate::state::State;
 
@@ -29,11 +28,7 @@ pub(crate) async fn handle(
     let (route, path) = (resolved.route, resolved.path.as_str());
     // Config validation guarantees personal routes have a `{subject}`.
     let subject = resolved.subject.as_deref().ok_or(GatewayError::Internal)?;
-    let Decided {
-        policy,
-        purpose,
-        verdict,
-    } = decide::decide(
+    let Decided { policy, purpose } = decide::decide(
         state,
         req.headers(),
         caller,
@@ -93,18 +88,18 @@ pub(crate) async fn handle(
             "the upstream answered with partial content, which cannot be minimised".into(),
         ));
     }
-    forward::response_headers(&mut parts.headers);
-    let enforce = verdict == Verdict::Allow;
+    // Decoding and minimisation decide on the headers as the upstream sent them; report mode
+    // (`ReportDeny`) is minimised exactly like an allowed answer. Hop-by-hop removal runs last.
     let released = minimise::body(
         &mut parts.headers,
         raw,
         &policy,
         &purpose,
-        enforce,
         g.max_body_bytes,
         ctx,
     )?;
     crate::http::headers::restrict_personal_response(&mut parts.headers);
+    forward::response_headers(&mut parts.headers);
     if let Ok(v) = HeaderValue::from_str(&policy.region) {
         parts.headers.insert(&crate::http::headers::X_REGION, v);
     }

@@ -41,7 +41,8 @@ pub enum Verdict {
     Allow,
     /// Refuse (`403 consent_required`).
     Deny,
-    /// Would deny, but the policy is in report mode: release and audit as `report_deny`.
+    /// Would deny, but the policy is in report mode: release, minimised and redacted like
+    /// [`Verdict::Allow`], and audit as `report_deny`.
     ReportDeny,
 }
 

@@ -14,7 +14,8 @@ use crate::redact::{DetectedSpan, Detector, Explanation, Outcome, Plan, Validato
 pub enum Mode {
     /// Denials are enforced.
     Enforce,
-    /// Denials are decided and audited as `report_deny`, but the response is released.
+    /// Denials are decided and audited as `report_deny`, and the response is released
+    /// minimised and redacted exactly as an allowed one (only the 403 is skipped).
     Report,
 }
 

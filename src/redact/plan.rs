@@ -1,6 +1,6 @@
 //! A compiled minimisation-and-redaction plan for one purpose.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::detect::{Engine, Normalized, SpanReport, apply, spans};
 
 use super::matcher::PathMatcher;
-use super::path::FieldPath;
+use super::path::{FieldPath, Segment};
 use super::redactor::Redactor;
 use super::walk::Walker;
 
@@ -91,8 +91,15 @@ pub(crate) enum FilterKind {
 ///   When several rules cover one value, the first rule listed wins for its whole subtree.
 /// - Values rewritten by a field rule are not scanned again by the text detectors (so
 ///   `a***@example.eu` from a mask is not turned into `[EMAIL]`).
-/// - Text detectors run over string values and over numbers (as their decimal text; a number
-///   that is redacted becomes a string). Object keys are not scanned.
+/// - Text detectors run over string values, over numbers (as their decimal text; a number
+///   that is redacted becomes a string) and over object keys, whatever the field rules: a key
+///   holding personal data is released under its redacted text. Paths are matched on the keys
+///   as received. Two keys that redact to the same text (two e-mail addresses both becoming
+///   `[EMAIL]`) stay apart: the later ones in document order get `#2`, `#3`, … (never the name
+///   of another key), so no entry is merged or dropped.
+/// - Recorded paths (`fields_removed`, explanations) never copy data from the document: a key is
+///   written as itself only when the policy names it, or when it is a plain field name
+///   ([`field_name`](super::walk::field_name)) and so are all its siblings; otherwise as `*`.
 /// - Under an allow-list, a scalar where a container was expected (an ancestor of an allowed
 ///   path) is removed.
 /// - Subtrees nested deeper than 160 levels are removed.
@@ -106,6 +113,8 @@ pub struct Plan {
     /// Text detectors, sorted by name, each once.
     pub(crate) text: Vec<Arc<Redactor>>,
     pub(crate) engine: Engine,
+    /// Every literal key of the filter's and the rules' paths (recorded as they are).
+    pub(crate) literals: BTreeSet<String>,
 }
 
 impl Plan {
@@ -123,6 +132,21 @@ impl Plan {
         text.sort_by(|a, b| a.name().cmp(b.name()));
         text.dedup_by(|a, b| a.name() == b.name());
         let engine = Engine::new(&text);
+        let mut literals = BTreeSet::new();
+        let filter_paths = match &filter {
+            FieldFilter::KeepAll => &[][..],
+            FieldFilter::Allow(p) | FieldFilter::Deny(p) => &p[..],
+        };
+        for p in filter_paths
+            .iter()
+            .chain(field_rules.iter().flat_map(|r| &r.paths))
+        {
+            for seg in p.segments() {
+                if let Segment::Key(k) = seg {
+                    literals.insert(k.clone());
+                }
+            }
+        }
         let (filter_kind, filter) = match filter {
             FieldFilter::KeepAll => (FilterKind::KeepAll, PathMatcher::new(Vec::new())),
             FieldFilter::Allow(p) => (FilterKind::Allow, PathMatcher::new(p)),
@@ -146,6 +170,7 @@ impl Plan {
             rule_redactors,
             text,
             engine,
+            literals,
         }
     }
 

@@ -10,7 +10,7 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response};
 use serde_json::{Map, Value};
 
-use super::super::minimise::labelled_json;
+use super::super::minimise::{Sniffed, labelled_json, sniff};
 use super::super::{Ctx, decode, forward};
 use super::{X_WITHHELD, audit_all, records, release_headers};
 use crate::audit::CollectionPos;
@@ -82,8 +82,12 @@ pub(super) async fn respond(
     let (mut doc, items) = match split(&data, shape) {
         Ok(split) => split,
         // SPEC: a collection route's `non_json` is the default region's.
+        // JSON is decided by content, whatever the label: only a body that neither says nor
+        // looks like JSON (no `{`/`[` after byte order marks and white space) may pass.
         Err(Unsplit::NotJson)
-            if !labelled_json(&parts.headers) && default_passes_non_json(state) =>
+            if !labelled_json(&parts.headers)
+                && sniff(&data) == Sniffed::Other
+                && default_passes_non_json(state) =>
         {
             ctx.verdict = Some(Verdict::Allow);
             ctx.reason = Some("non_json_pass");
