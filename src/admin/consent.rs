@@ -175,7 +175,17 @@ pub(crate) async fn history_receipts(
         .receipts)
 }
 
-/// `GET /v1/subjects/{s}/consents/history[?format=kantara]`.
+fn render_error(e: consent::RenderError) -> GatewayError {
+    match e {
+        consent::RenderError::Empty => GatewayError::NotFound(e.to_string()),
+        other => GatewayError::BadRequest(other.to_string()),
+    }
+}
+
+/// `GET /v1/subjects/{s}/consents/history[?format=json|native|kantara|iso27560]`: the stored
+/// receipts (`json`, the default), the native receipt document (`native`: receipts with their
+/// lawful basis, policy, retention and withdrawal method), a Kantara Consent Receipt v1.1
+/// (`kantara`, needs `[controller]`) or ISO/IEC TS 27560 records (`iso27560`).
 pub(crate) async fn history(
     state: &State,
     headers: &HeaderMap,
@@ -188,33 +198,50 @@ pub(crate) async fn history(
         .into_iter()
         .next()
         .map(|(_, v)| v);
-    let consent::History { receipts, regions } =
-        state.store.history(subject).await.map_err(store_error)?;
-    match format.as_deref() {
-        None | Some("json") => Ok(json(
-            StatusCode::OK,
-            &serde_json::json!({"subject": subject, "receipts": receipts, "regions": regions}),
-        )),
-        Some("kantara") => {
-            let controller = state.settings.controller.as_ref().ok_or_else(|| {
-                GatewayError::BadRequest(
-                    "Kantara receipts need a [controller] table in the config".into(),
-                )
-            })?;
-            if receipts.is_empty() {
-                return Err(GatewayError::NotFound(
-                    "no consent has been recorded for this subject".into(),
-                ));
-            }
-            Ok(json(
-                StatusCode::OK,
-                &consent::kantara_receipt(subject, &receipts, controller),
-            ))
+    let format = match format.as_deref() {
+        None | Some("json") => "json",
+        Some(f @ ("native" | "kantara" | "iso27560")) => f,
+        Some(_) => {
+            return Err(GatewayError::BadRequest(
+                "format must be \"json\", \"native\", \"kantara\" or \"iso27560\"".into(),
+            ));
         }
-        Some(_) => Err(GatewayError::BadRequest(
-            "format must be \"json\" or \"kantara\"".into(),
-        )),
+    };
+    let controller = state.settings.controller.as_ref();
+    if format == "kantara" && controller.is_none() {
+        return Err(GatewayError::BadRequest(
+            "Kantara receipts need a [controller] table in the config".into(),
+        ));
     }
+    let history = state.store.history(subject).await.map_err(store_error)?;
+    let region = state
+        .store
+        .region(subject)
+        .await
+        .map_err(store_error)?
+        .unwrap_or_else(|| state.settings.gateway.default_region.clone());
+    let set = state.policies.current();
+    let terms = |purpose: &str| consent::Terms::lookup(&set, &region, purpose);
+    let body = match (format, controller) {
+        ("native", c) => consent::native_receipts(subject, &history, c, &terms),
+        ("kantara", Some(c)) => {
+            consent::kantara_receipt(subject, &history.receipts, c, &terms).map_err(render_error)?
+        }
+        ("iso27560", c) => consent::iso27560_records(
+            subject,
+            &history.receipts,
+            c,
+            &terms,
+            OffsetDateTime::now_utc(),
+        )
+        .map_err(render_error)?,
+        _ => serde_json::json!({
+            "subject": subject,
+            "receipts": history.receipts,
+            "regions": history.regions,
+        }),
+    };
+    Ok(json(StatusCode::OK, &body))
 }
 
 /// `POST /v1/consents/import` (NDJSON): all lines or none. Besides the format checks, every
