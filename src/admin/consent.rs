@@ -1,12 +1,12 @@
 //! Consent API: subject regions, consent decisions, withdrawal, current state, history
 //! (plain or Kantara Consent Receipt v1.1), and bulk NDJSON import.
 
-use http::{HeaderMap, Response, StatusCode};
+use http::{Response, StatusCode};
 use hyper::body::Incoming;
 use time::OffsetDateTime;
 
 use super::json;
-use super::request::{body, query, require};
+use super::request::{body, query};
 use crate::consent::{self, ConsentChange, ConsentStatus, RegionChange, StoreError};
 use crate::error::GatewayError;
 use crate::http::Body;
@@ -54,11 +54,10 @@ fn check_purpose(state: &State, purpose: &str) -> Result<(), GatewayError> {
 /// (under `regions` in `GET …/consents/history`) naming the token's `sub`.
 pub(crate) async fn put_region(
     state: &State,
-    headers: &HeaderMap,
+    caller: &str,
     req: Incoming,
     subject: &str,
 ) -> Result<Response<Body>, GatewayError> {
-    let caller = require(state, headers, "consent:write")?;
     check_subject(subject)?;
     let bytes = body(req, state.settings.gateway.max_body_bytes).await?;
     let region = consent::parse_region_body(&bytes).map_err(GatewayError::BadRequest)?;
@@ -67,7 +66,7 @@ pub(crate) async fn put_region(
             "no policy is loaded for region '{region}'; add policies/{region}.yaml first"
         )));
     }
-    let mut change = RegionChange::new(subject, region.clone(), caller.name.clone());
+    let mut change = RegionChange::new(subject, region.clone(), caller);
     change.collection_method = Some("api".into());
     state.store.set_region(change).await.map_err(store_error)?;
     Ok(json(
@@ -79,23 +78,17 @@ pub(crate) async fn put_region(
 /// `PUT /v1/subjects/{s}/consents/{purpose}`: records a grant or denial; answers the receipt.
 pub(crate) async fn put_consent(
     state: &State,
-    headers: &HeaderMap,
+    caller: &str,
     req: Incoming,
     subject: &str,
     purpose: &str,
 ) -> Result<Response<Body>, GatewayError> {
-    let caller = require(state, headers, "consent:write")?;
     check_subject(subject)?;
     check_purpose(state, purpose)?;
     let bytes = body(req, state.settings.gateway.max_body_bytes).await?;
-    let change = consent::parse_consent_body(
-        &bytes,
-        subject,
-        purpose,
-        &caller.name,
-        OffsetDateTime::now_utc(),
-    )
-    .map_err(GatewayError::BadRequest)?;
+    let change =
+        consent::parse_consent_body(&bytes, subject, purpose, caller, OffsetDateTime::now_utc())
+            .map_err(GatewayError::BadRequest)?;
     let receipt = state.store.record(change).await.map_err(store_error)?;
     Ok(json(
         StatusCode::OK,
@@ -106,19 +99,13 @@ pub(crate) async fn put_consent(
 /// `DELETE /v1/subjects/{s}/consents/{purpose}`: withdraws; answers the receipt.
 pub(crate) async fn withdraw(
     state: &State,
-    headers: &HeaderMap,
+    caller: &str,
     subject: &str,
     purpose: &str,
 ) -> Result<Response<Body>, GatewayError> {
-    let caller = require(state, headers, "consent:write")?;
     check_subject(subject)?;
     consent::validate_purpose(purpose).map_err(|e| GatewayError::UnknownPurpose(e.to_string()))?;
-    let mut change = ConsentChange::new(
-        subject,
-        purpose,
-        ConsentStatus::Withdrawn,
-        caller.name.clone(),
-    );
+    let mut change = ConsentChange::new(subject, purpose, ConsentStatus::Withdrawn, caller);
     change.collection_method = Some("api".into());
     let receipt = state.store.record(change).await.map_err(store_error)?;
     Ok(json(
@@ -152,12 +139,7 @@ pub(crate) async fn current_json(
 }
 
 /// `GET /v1/subjects/{s}/consents`.
-pub(crate) async fn current(
-    state: &State,
-    headers: &HeaderMap,
-    subject: &str,
-) -> Result<Response<Body>, GatewayError> {
-    require(state, headers, "consent:read")?;
+pub(crate) async fn current(state: &State, subject: &str) -> Result<Response<Body>, GatewayError> {
     check_subject(subject)?;
     Ok(json(StatusCode::OK, &current_json(state, subject).await?))
 }
@@ -188,11 +170,9 @@ fn render_error(e: consent::RenderError) -> GatewayError {
 /// (`kantara`, needs `[controller]`) or ISO/IEC TS 27560 records (`iso27560`).
 pub(crate) async fn history(
     state: &State,
-    headers: &HeaderMap,
     raw_query: Option<&str>,
     subject: &str,
 ) -> Result<Response<Body>, GatewayError> {
-    require(state, headers, "consent:read")?;
     check_subject(subject)?;
     let format = query(raw_query, &["format"])?
         .into_iter()
@@ -249,14 +229,13 @@ pub(crate) async fn history(
 /// single-write endpoints.
 pub(crate) async fn import(
     state: &State,
-    headers: &HeaderMap,
+    caller: &str,
     req: Incoming,
     request_id: &str,
 ) -> Result<Response<Body>, GatewayError> {
-    let caller = require(state, headers, "consent:write")?;
     let bytes = body(req, state.settings.gateway.max_body_bytes).await?;
-    let parsed = consent::parse_import(&bytes, &caller.name, OffsetDateTime::now_utc())
-        .map_err(store_error)?;
+    let parsed =
+        consent::parse_import(&bytes, caller, OffsetDateTime::now_utc()).map_err(store_error)?;
     let set = state.policies.current();
     let mut errors = parsed.errors;
     for line in &parsed.lines {
