@@ -90,6 +90,7 @@ pub(crate) async fn put_consent(
         consent::parse_consent_body(&bytes, subject, purpose, caller, OffsetDateTime::now_utc())
             .map_err(GatewayError::BadRequest)?;
     let receipt = state.store.record(change).await.map_err(store_error)?;
+    retention_after_write(state, subject).await;
     Ok(json(
         StatusCode::OK,
         &serde_json::to_value(&receipt).unwrap_or_default(),
@@ -108,6 +109,7 @@ pub(crate) async fn withdraw(
     let mut change = ConsentChange::new(subject, purpose, ConsentStatus::Withdrawn, caller);
     change.collection_method = Some("api".into());
     let receipt = state.store.record(change).await.map_err(store_error)?;
+    retention_after_write(state, subject).await;
     Ok(json(
         StatusCode::OK,
         &serde_json::to_value(&receipt).unwrap_or_default(),
@@ -157,6 +159,61 @@ pub(crate) async fn history_receipts(
         .receipts)
 }
 
+async fn subject_region(state: &State, subject: &str) -> Result<String, GatewayError> {
+    Ok(state
+        .store
+        .region(subject)
+        .await
+        .map_err(store_error)?
+        .unwrap_or_else(|| state.settings.gateway.default_region.clone()))
+}
+
+/// Deletes the subject's receipts whose `receipt_retention` has run out (and drops them from
+/// `receipts`). A purpose no loaded policy defines keeps the default retention. A failed
+/// deletion is logged and retried on the next read or write of this subject.
+async fn apply_retention(
+    state: &State,
+    subject: &str,
+    receipts: &mut Vec<consent::Receipt>,
+    terms: &(dyn Fn(&str) -> Option<consent::Terms> + Sync),
+    now: OffsetDateTime,
+) {
+    let retention = |purpose: &str| {
+        terms(purpose).map_or(crate::policy::DEFAULT_RECEIPT_RETENTION, |t| t.retention())
+    };
+    let expired = consent::expired_receipts(receipts, now, &retention);
+    if expired.is_empty() {
+        return;
+    }
+    match state.store.prune_receipts(subject, &expired).await {
+        Ok(n) => tracing::info!(deleted = n, "receipts past their retention deleted"),
+        Err(e) => {
+            tracing::warn!(error = %e, "receipts past their retention could not be deleted yet")
+        }
+    }
+    receipts.retain(|r| !expired.contains(&r.id));
+}
+
+/// After a write: applies retention to the subject's history.
+async fn retention_after_write(state: &State, subject: &str) {
+    let (Ok(mut history), Ok(region)) = (
+        state.store.history(subject).await,
+        subject_region(state, subject).await,
+    ) else {
+        return;
+    };
+    let set = state.policies.current();
+    let terms = |purpose: &str| consent::Terms::lookup(&set, &region, purpose);
+    apply_retention(
+        state,
+        subject,
+        &mut history.receipts,
+        &terms,
+        OffsetDateTime::now_utc(),
+    )
+    .await;
+}
+
 fn render_error(e: consent::RenderError) -> GatewayError {
     match e {
         consent::RenderError::Empty => GatewayError::NotFound(e.to_string()),
@@ -193,15 +250,18 @@ pub(crate) async fn history(
             "Kantara receipts need a [controller] table in the config".into(),
         ));
     }
-    let history = state.store.history(subject).await.map_err(store_error)?;
-    let region = state
-        .store
-        .region(subject)
-        .await
-        .map_err(store_error)?
-        .unwrap_or_else(|| state.settings.gateway.default_region.clone());
+    let mut history = state.store.history(subject).await.map_err(store_error)?;
+    let region = subject_region(state, subject).await?;
     let set = state.policies.current();
     let terms = |purpose: &str| consent::Terms::lookup(&set, &region, purpose);
+    apply_retention(
+        state,
+        subject,
+        &mut history.receipts,
+        &terms,
+        OffsetDateTime::now_utc(),
+    )
+    .await;
     let body = match (format, controller) {
         ("native", c) => consent::native_receipts(subject, &history, c, &terms),
         ("kantara", Some(c)) => {

@@ -25,6 +25,7 @@ mod migrate;
 mod model;
 mod native;
 mod postgres;
+mod retention;
 mod sled_store;
 mod store;
 mod terms;
@@ -45,6 +46,7 @@ pub use model::{
     RegionKind, RegionReceipt,
 };
 pub use native::{NATIVE_SCHEMA_VERSION, native_receipts};
+pub use retention::expired as expired_receipts;
 pub use store::{CacheState, ConsentStore, Health, Lookup, StoreError};
 pub use terms::Terms;
 pub use validate::{
