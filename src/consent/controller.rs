@@ -133,7 +133,8 @@ pub(crate) mod tests {
     #[test]
     fn validates_every_key() {
         assert_eq!(controller().validate(), Ok(()));
-        let cases: [(&str, fn(&mut Controller)); 6] = [
+        type Breaker = fn(&mut Controller);
+        let cases: [(&str, Breaker); 6] = [
             ("controller.email", |c| c.email = "not-an-address".into()),
             ("controller.policy_url", |c| {
                 c.policy_url = "example.com/privacy".into()

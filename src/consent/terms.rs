@@ -61,9 +61,9 @@ impl Terms {
 /// 27560 records use.
 pub(crate) fn iso8601(d: Duration) -> String {
     let secs = d.as_secs();
-    if secs % 31_557_600 == 0 && secs > 0 {
+    if secs.is_multiple_of(31_557_600) && secs > 0 {
         format!("P{}Y", secs / 31_557_600)
-    } else if secs % 86_400 == 0 {
+    } else if secs.is_multiple_of(86_400) {
         format!("P{}D", secs / 86_400)
     } else {
         format!("PT{secs}S")

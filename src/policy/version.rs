@@ -35,7 +35,7 @@ pub(crate) fn version_of(policy: &Policy) -> String {
         // Absent at the default, so policies that do not set it keep their versions.
         receipt_retention_secs: (policy.receipt_retention
             != super::model::DEFAULT_RECEIPT_RETENTION)
-            .then(|| policy.receipt_retention.as_secs()),
+            .then_some(policy.receipt_retention.as_secs()),
         purposes: policy
             .purposes
             .iter()
