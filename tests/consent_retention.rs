@@ -146,10 +146,9 @@ async fn the_default_retention_keeps_years_old_receipts() {
     gw.shutdown().await;
 }
 
-#[tokio::test]
-async fn the_store_never_deletes_a_current_receipt() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = ConsentStore::open_sled(dir.path().join("consent")).unwrap();
+/// Asked to delete everything, including the current receipt and another subject's, a store
+/// deletes only the superseded receipt of the subject named.
+async fn deletes_only_superseded_receipts(store: &ConsentStore) {
     let first = store
         .record(ConsentChange::new(
             "ret-3",
@@ -177,7 +176,6 @@ async fn the_store_never_deletes_a_current_receipt() {
         ))
         .await
         .unwrap();
-    // Asked to delete everything, including the current receipt and another subject's.
     let n = store
         .prune_receipts(
             "ret-3",
@@ -186,11 +184,38 @@ async fn the_store_never_deletes_a_current_receipt() {
         .await
         .unwrap();
     assert_eq!(n, 1);
-    let history = store.history("ret-3").await.unwrap();
-    assert_eq!(history.receipts, [second]);
+    assert_eq!(store.history("ret-3").await.unwrap().receipts, [second]);
     assert_eq!(store.history("ret-4").await.unwrap().receipts, [other]);
+    assert_eq!(store.prune_receipts("ret-3", &[first.id]).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn the_sled_store_never_deletes_a_current_receipt() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ConsentStore::open_sled(dir.path().join("consent")).unwrap();
+    deletes_only_superseded_receipts(&store).await;
     drop(store);
     // Durable: a reopened store agrees.
     let store = ConsentStore::open_sled(dir.path().join("consent")).unwrap();
     assert_eq!(store.history("ret-3").await.unwrap().receipts.len(), 1);
+}
+
+#[tokio::test]
+async fn the_postgres_store_never_deletes_a_current_receipt() {
+    let Some(env) = common::pg::pg_env() else {
+        return;
+    };
+    let url = common::pg::fresh_database(&env).await;
+    let text = common::pg::pg_config_text(
+        "127.0.0.1:9".parse().unwrap(),
+        &url,
+        &env.password_file,
+        "1s",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let settings = consentgate::config::Settings::from_toml(&text, dir.path()).unwrap();
+    let store = ConsentStore::open(&settings.store).await.unwrap();
+    deletes_only_superseded_receipts(&store).await;
+    let again = ConsentStore::open(&settings.store).await.unwrap();
+    assert_eq!(again.history("ret-3").await.unwrap().receipts.len(), 1);
 }
