@@ -91,6 +91,7 @@ pub(crate) async fn record(
         status: status.as_u16(),
         fields_removed: Vec::new(),
         redactions: Default::default(),
+        collection: None,
     };
     req.state.audit.append(audit_entry).await.map_err(|e| {
         tracing::error!(error = %e, reason = act.reason(), "admin act could not be audited");
