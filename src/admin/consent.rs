@@ -1,12 +1,12 @@
 //! Consent API: subject regions, consent decisions, withdrawal, current state, history
 //! (plain or Kantara Consent Receipt v1.1), and bulk NDJSON import.
 
-use http::{HeaderMap, Response, StatusCode};
+use http::{Response, StatusCode};
 use hyper::body::Incoming;
 use time::OffsetDateTime;
 
 use super::json;
-use super::request::{body, query, require};
+use super::request::{body, query};
 use crate::consent::{self, ConsentChange, ConsentStatus, RegionChange, StoreError};
 use crate::error::GatewayError;
 use crate::http::Body;
@@ -54,11 +54,10 @@ fn check_purpose(state: &State, purpose: &str) -> Result<(), GatewayError> {
 /// (under `regions` in `GET …/consents/history`) naming the token's `sub`.
 pub(crate) async fn put_region(
     state: &State,
-    headers: &HeaderMap,
+    caller: &str,
     req: Incoming,
     subject: &str,
 ) -> Result<Response<Body>, GatewayError> {
-    let caller = require(state, headers, "consent:write")?;
     check_subject(subject)?;
     let bytes = body(req, state.settings.gateway.max_body_bytes).await?;
     let region = consent::parse_region_body(&bytes).map_err(GatewayError::BadRequest)?;
@@ -67,7 +66,7 @@ pub(crate) async fn put_region(
             "no policy is loaded for region '{region}'; add policies/{region}.yaml first"
         )));
     }
-    let mut change = RegionChange::new(subject, region.clone(), caller.name.clone());
+    let mut change = RegionChange::new(subject, region.clone(), caller);
     change.collection_method = Some("api".into());
     state.store.set_region(change).await.map_err(store_error)?;
     Ok(json(
@@ -79,24 +78,19 @@ pub(crate) async fn put_region(
 /// `PUT /v1/subjects/{s}/consents/{purpose}`: records a grant or denial; answers the receipt.
 pub(crate) async fn put_consent(
     state: &State,
-    headers: &HeaderMap,
+    caller: &str,
     req: Incoming,
     subject: &str,
     purpose: &str,
 ) -> Result<Response<Body>, GatewayError> {
-    let caller = require(state, headers, "consent:write")?;
     check_subject(subject)?;
     check_purpose(state, purpose)?;
     let bytes = body(req, state.settings.gateway.max_body_bytes).await?;
-    let change = consent::parse_consent_body(
-        &bytes,
-        subject,
-        purpose,
-        &caller.name,
-        OffsetDateTime::now_utc(),
-    )
-    .map_err(GatewayError::BadRequest)?;
+    let change =
+        consent::parse_consent_body(&bytes, subject, purpose, caller, OffsetDateTime::now_utc())
+            .map_err(GatewayError::BadRequest)?;
     let receipt = state.store.record(change).await.map_err(store_error)?;
+    retention_after_write(state, subject).await;
     Ok(json(
         StatusCode::OK,
         &serde_json::to_value(&receipt).unwrap_or_default(),
@@ -106,21 +100,16 @@ pub(crate) async fn put_consent(
 /// `DELETE /v1/subjects/{s}/consents/{purpose}`: withdraws; answers the receipt.
 pub(crate) async fn withdraw(
     state: &State,
-    headers: &HeaderMap,
+    caller: &str,
     subject: &str,
     purpose: &str,
 ) -> Result<Response<Body>, GatewayError> {
-    let caller = require(state, headers, "consent:write")?;
     check_subject(subject)?;
     consent::validate_purpose(purpose).map_err(|e| GatewayError::UnknownPurpose(e.to_string()))?;
-    let mut change = ConsentChange::new(
-        subject,
-        purpose,
-        ConsentStatus::Withdrawn,
-        caller.name.clone(),
-    );
+    let mut change = ConsentChange::new(subject, purpose, ConsentStatus::Withdrawn, caller);
     change.collection_method = Some("api".into());
     let receipt = state.store.record(change).await.map_err(store_error)?;
+    retention_after_write(state, subject).await;
     Ok(json(
         StatusCode::OK,
         &serde_json::to_value(&receipt).unwrap_or_default(),
@@ -152,12 +141,7 @@ pub(crate) async fn current_json(
 }
 
 /// `GET /v1/subjects/{s}/consents`.
-pub(crate) async fn current(
-    state: &State,
-    headers: &HeaderMap,
-    subject: &str,
-) -> Result<Response<Body>, GatewayError> {
-    require(state, headers, "consent:read")?;
+pub(crate) async fn current(state: &State, subject: &str) -> Result<Response<Body>, GatewayError> {
     check_subject(subject)?;
     Ok(json(StatusCode::OK, &current_json(state, subject).await?))
 }
@@ -175,46 +159,129 @@ pub(crate) async fn history_receipts(
         .receipts)
 }
 
-/// `GET /v1/subjects/{s}/consents/history[?format=kantara]`.
+async fn subject_region(state: &State, subject: &str) -> Result<String, GatewayError> {
+    Ok(state
+        .store
+        .region(subject)
+        .await
+        .map_err(store_error)?
+        .unwrap_or_else(|| state.settings.gateway.default_region.clone()))
+}
+
+/// Deletes the subject's receipts whose `receipt_retention` has run out (and drops them from
+/// `receipts`). A purpose no loaded policy defines keeps the default retention. A failed
+/// deletion is logged and retried on the next read or write of this subject.
+async fn apply_retention(
+    state: &State,
+    subject: &str,
+    receipts: &mut Vec<consent::Receipt>,
+    terms: &(dyn Fn(&str) -> Option<consent::Terms> + Sync),
+    now: OffsetDateTime,
+) {
+    let retention = |purpose: &str| {
+        terms(purpose).map_or(crate::policy::DEFAULT_RECEIPT_RETENTION, |t| t.retention())
+    };
+    let expired = consent::expired_receipts(receipts, now, &retention);
+    if expired.is_empty() {
+        return;
+    }
+    match state.store.prune_receipts(subject, &expired).await {
+        Ok(n) => tracing::info!(deleted = n, "receipts past their retention deleted"),
+        Err(e) => {
+            tracing::warn!(error = %e, "receipts past their retention could not be deleted yet")
+        }
+    }
+    receipts.retain(|r| !expired.contains(&r.id));
+}
+
+/// After a write: applies retention to the subject's history.
+async fn retention_after_write(state: &State, subject: &str) {
+    let (Ok(mut history), Ok(region)) = (
+        state.store.history(subject).await,
+        subject_region(state, subject).await,
+    ) else {
+        return;
+    };
+    let set = state.policies.current();
+    let terms = |purpose: &str| consent::Terms::lookup(&set, &region, purpose);
+    apply_retention(
+        state,
+        subject,
+        &mut history.receipts,
+        &terms,
+        OffsetDateTime::now_utc(),
+    )
+    .await;
+}
+
+fn render_error(e: consent::RenderError) -> GatewayError {
+    match e {
+        consent::RenderError::Empty => GatewayError::NotFound(e.to_string()),
+        other => GatewayError::BadRequest(other.to_string()),
+    }
+}
+
+/// `GET /v1/subjects/{s}/consents/history[?format=json|native|kantara|iso27560]`: the stored
+/// receipts (`json`, the default), the native receipt document (`native`: receipts with their
+/// lawful basis, policy, retention and withdrawal method), a Kantara Consent Receipt v1.1
+/// (`kantara`, needs `[controller]`) or ISO/IEC TS 27560 records (`iso27560`).
 pub(crate) async fn history(
     state: &State,
-    headers: &HeaderMap,
     raw_query: Option<&str>,
     subject: &str,
 ) -> Result<Response<Body>, GatewayError> {
-    require(state, headers, "consent:read")?;
     check_subject(subject)?;
     let format = query(raw_query, &["format"])?
         .into_iter()
         .next()
         .map(|(_, v)| v);
-    let consent::History { receipts, regions } =
-        state.store.history(subject).await.map_err(store_error)?;
-    match format.as_deref() {
-        None | Some("json") => Ok(json(
-            StatusCode::OK,
-            &serde_json::json!({"subject": subject, "receipts": receipts, "regions": regions}),
-        )),
-        Some("kantara") => {
-            let controller = state.settings.controller.as_ref().ok_or_else(|| {
-                GatewayError::BadRequest(
-                    "Kantara receipts need a [controller] table in the config".into(),
-                )
-            })?;
-            if receipts.is_empty() {
-                return Err(GatewayError::NotFound(
-                    "no consent has been recorded for this subject".into(),
-                ));
-            }
-            Ok(json(
-                StatusCode::OK,
-                &consent::kantara_receipt(subject, &receipts, controller),
-            ))
+    let format = match format.as_deref() {
+        None | Some("json") => "json",
+        Some(f @ ("native" | "kantara" | "iso27560")) => f,
+        Some(_) => {
+            return Err(GatewayError::BadRequest(
+                "format must be \"json\", \"native\", \"kantara\" or \"iso27560\"".into(),
+            ));
         }
-        Some(_) => Err(GatewayError::BadRequest(
-            "format must be \"json\" or \"kantara\"".into(),
-        )),
+    };
+    let controller = state.settings.controller.as_ref();
+    if format == "kantara" && controller.is_none() {
+        return Err(GatewayError::BadRequest(
+            "Kantara receipts need a [controller] table in the config".into(),
+        ));
     }
+    let mut history = state.store.history(subject).await.map_err(store_error)?;
+    let region = subject_region(state, subject).await?;
+    let set = state.policies.current();
+    let terms = |purpose: &str| consent::Terms::lookup(&set, &region, purpose);
+    apply_retention(
+        state,
+        subject,
+        &mut history.receipts,
+        &terms,
+        OffsetDateTime::now_utc(),
+    )
+    .await;
+    let body = match (format, controller) {
+        ("native", c) => consent::native_receipts(subject, &history, c, &terms),
+        ("kantara", Some(c)) => {
+            consent::kantara_receipt(subject, &history.receipts, c, &terms).map_err(render_error)?
+        }
+        ("iso27560", c) => consent::iso27560_records(
+            subject,
+            &history.receipts,
+            c,
+            &terms,
+            OffsetDateTime::now_utc(),
+        )
+        .map_err(render_error)?,
+        _ => serde_json::json!({
+            "subject": subject,
+            "receipts": history.receipts,
+            "regions": history.regions,
+        }),
+    };
+    Ok(json(StatusCode::OK, &body))
 }
 
 /// `POST /v1/consents/import` (NDJSON): all lines or none. Besides the format checks, every
@@ -222,14 +289,13 @@ pub(crate) async fn history(
 /// single-write endpoints.
 pub(crate) async fn import(
     state: &State,
-    headers: &HeaderMap,
+    caller: &str,
     req: Incoming,
     request_id: &str,
 ) -> Result<Response<Body>, GatewayError> {
-    let caller = require(state, headers, "consent:write")?;
     let bytes = body(req, state.settings.gateway.max_body_bytes).await?;
-    let parsed = consent::parse_import(&bytes, &caller.name, OffsetDateTime::now_utc())
-        .map_err(store_error)?;
+    let parsed =
+        consent::parse_import(&bytes, caller, OffsetDateTime::now_utc()).map_err(store_error)?;
     let set = state.policies.current();
     let mut errors = parsed.errors;
     for line in &parsed.lines {

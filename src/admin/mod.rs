@@ -1,21 +1,32 @@
 //! The admin listener: health, readiness, metrics, and the consent, audit and policy APIs.
-//! Every route but the health and metrics ones needs a JWT scope.
+//!
+//! Every request goes through one table ([`routes`]) of (method, path, scope, handler):
+//! the table finds the route and checks the caller's scope before the handler runs (every
+//! route but the health and metrics ones needs one). Writes name the caller (`recorded_by`
+//! on receipts, `caller` on the audit record of a policy reload), and auditors' reads of the
+//! audit log and of subject reports are themselves audit records.
 
+mod attribution;
 mod audit;
 mod consent;
 mod policies;
 mod request;
+mod routes;
+
+pub use routes::{AdminRoute, routes};
 
 use std::sync::Arc;
 
 use http::header::{CONTENT_TYPE, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
+use crate::auth::Caller;
 use crate::error::GatewayError;
 use crate::http::{Body, full};
 use crate::pipeline::error_response;
 use crate::state::State;
+use routes::Handler;
 
 /// Handles one admin request.
 pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
@@ -35,8 +46,6 @@ async fn route(
     request_id: &str,
 ) -> Result<Response<Body>, GatewayError> {
     let (parts, body) = req.into_parts();
-    let headers = &parts.headers;
-    let query = parts.uri.query();
     let segments: Vec<String> = parts
         .uri
         .path()
@@ -49,12 +58,69 @@ async fn route(
         })
         .collect::<Result<_, _>>()?;
     let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let m = &parts.method;
-    match (segs.as_slice(), m) {
-        (["healthz"], &Method::GET) => {
-            Ok(json(StatusCode::OK, &serde_json::json!({"status": "ok"})))
+    let (entry, params) = match routes::find(&parts.method, &segs) {
+        routes::Match::Found(entry, params) => (entry, params),
+        routes::Match::WrongMethod => return Err(GatewayError::MethodNotAllowed),
+        routes::Match::NotFound => {
+            return Err(GatewayError::NotFound(
+                "no admin endpoint at this path".into(),
+            ));
         }
-        (["readyz"], &Method::GET) => {
+    };
+    // The one scope check: every route with a scope passes here before its handler runs.
+    let caller = match entry.scope {
+        Some(scope) => Some(request::require(state, &parts.headers, scope)?),
+        None => None,
+    };
+    let req = Req {
+        state,
+        headers: &parts.headers,
+        query: parts.uri.query(),
+        params: &params,
+        request_id,
+        caller: caller.as_deref(),
+    };
+    let resp = dispatch(entry.handler, &req, body).await?;
+    if let Some(read) = attribution::recorded_read(entry) {
+        attribution::record(&req, entry, read, resp.status()).await?;
+    }
+    Ok(resp)
+}
+
+/// One admin request after routing and the scope check.
+pub(crate) struct Req<'a> {
+    state: &'a State,
+    headers: &'a http::HeaderMap,
+    query: Option<&'a str>,
+    params: &'a [&'a str],
+    request_id: &'a str,
+    /// The authenticated caller (absent only on the unauthenticated routes).
+    caller: Option<&'a Caller>,
+}
+
+impl Req<'_> {
+    /// Path parameter `i` (the table's `{…}` segments, in order).
+    fn param(&self, i: usize) -> &str {
+        self.params.get(i).copied().unwrap_or_default()
+    }
+
+    /// The caller's `sub`, as receipts and audit records name it.
+    fn caller_name(&self) -> Result<&str, GatewayError> {
+        self.caller
+            .map(|c| c.name.as_str())
+            .ok_or_else(|| GatewayError::Unauthenticated("this endpoint needs a token".into()))
+    }
+}
+
+async fn dispatch(
+    handler: Handler,
+    r: &Req<'_>,
+    body: Incoming,
+) -> Result<Response<Body>, GatewayError> {
+    let (state, headers, query) = (r.state, r.headers, r.query);
+    match handler {
+        Handler::Healthz => Ok(json(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
+        Handler::Readyz => {
             let (ready, checks, store) = readiness(state).await;
             let status = if ready {
                 StatusCode::OK
@@ -66,7 +132,7 @@ async fn route(
                 &serde_json::json!({"ready": ready, "checks": checks, "store": store}),
             ))
         }
-        (["metrics"], &Method::GET) => {
+        Handler::Metrics => {
             let mut out = String::with_capacity(4096);
             state.metrics.render(&mut out);
             state.audit.render_prometheus(&mut out);
@@ -77,42 +143,22 @@ async fn route(
             );
             Ok(resp)
         }
-        (["v1", "subjects", s], &Method::PUT) => consent::put_region(state, headers, body, s).await,
-        (["v1", "subjects", s, "consents"], &Method::GET) => {
-            consent::current(state, headers, s).await
+        Handler::PutRegion => consent::put_region(state, r.caller_name()?, body, r.param(0)).await,
+        Handler::CurrentConsents => consent::current(state, r.param(0)).await,
+        Handler::History => consent::history(state, query, r.param(0)).await,
+        Handler::PutConsent => {
+            consent::put_consent(state, r.caller_name()?, body, r.param(0), r.param(1)).await
         }
-        (["v1", "subjects", s, "consents", "history"], &Method::GET) => {
-            consent::history(state, headers, query, s).await
+        Handler::Withdraw => {
+            consent::withdraw(state, r.caller_name()?, r.param(0), r.param(1)).await
         }
-        (["v1", "subjects", s, "consents", p], &Method::PUT) => {
-            consent::put_consent(state, headers, body, s, p).await
-        }
-        (["v1", "subjects", s, "consents", p], &Method::DELETE) => {
-            consent::withdraw(state, headers, s, p).await
-        }
-        (["v1", "consents", "import"], &Method::POST) => {
-            consent::import(state, headers, body, request_id).await
-        }
-        (["v1", "subjects", s, "report"], &Method::GET) => {
-            audit::report(state, headers, query, s).await
-        }
-        (["v1", "audit"], &Method::GET) => audit::list(state, headers, query).await,
-        (["v1", "audit", "verify"], &Method::GET) => audit::verify(state, headers).await,
-        (["v1", "audit", "checkpoint"], &Method::GET) => audit::checkpoint(state, headers).await,
-        (["v1", "policies"], &Method::GET) => policies::list(state, headers),
-        (["v1", "policies", "reload"], &Method::POST) => {
-            policies::reload(state, headers, request_id).await
-        }
-        (["healthz" | "readyz" | "metrics"], _)
-        | (["v1", "subjects", _], _)
-        | (["v1", "subjects", _, "consents", ..], _)
-        | (["v1", "consents", "import"], _)
-        | (["v1", "subjects", _, "report"], _)
-        | (["v1", "audit", ..], _)
-        | (["v1", "policies", ..], _) => Err(GatewayError::MethodNotAllowed),
-        _ => Err(GatewayError::NotFound(
-            "no admin endpoint at this path".into(),
-        )),
+        Handler::Import => consent::import(state, r.caller_name()?, body, r.request_id).await,
+        Handler::Report => audit::report(state, headers, query, r.param(0)).await,
+        Handler::AuditList => audit::list(state, headers, query).await,
+        Handler::AuditVerify => audit::verify(state, headers).await,
+        Handler::AuditCheckpoint => audit::checkpoint(state, headers).await,
+        Handler::Policies => Ok(policies::list(state)),
+        Handler::PolicyReload => policies::reload(r, r.caller_name()?).await,
     }
 }
 

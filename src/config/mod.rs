@@ -180,7 +180,7 @@ pub struct Settings {
     pub policies: PolicySettings,
     /// `[[route]]`s, in file order (first match wins).
     pub routes: RouteTable,
-    /// `[controller]`: the data controller named on Kantara consent receipts.
+    /// `[controller]`: the data controller named on Kantara receipts and ISO/IEC TS 27560 records.
     pub controller: Option<crate::consent::Controller>,
 }
 
@@ -456,7 +456,14 @@ impl Settings {
                 watch: raw.policies.watch.unwrap_or(true),
             },
             routes,
-            controller: raw.controller,
+            controller: match raw.controller {
+                Some(c) => {
+                    c.validate()
+                        .map_err(|(key, message)| invalid(key, message))?;
+                    Some(c)
+                }
+                None => None,
+            },
         })
     }
 }

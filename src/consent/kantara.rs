@@ -1,87 +1,100 @@
-//! Kantara Initiative Consent Receipt v1.1 (`KI-CR-v1.1.0`) built from a
-//! subject's receipt history.
+//! Kantara Initiative Consent Receipt v1.1 (`KI-CR-v1.1.0`) built from a subject's receipt
+//! history and the policy terms of each purpose.
 //!
-//! Mapping (our choices, since the specification has no withdrawn state):
-//! - one service (`Controller::service`) listing every purpose the subject has
-//!   a current record for, sorted by purpose name;
-//! - `consentType`: `EXPLICIT` for granted, `DENIED` for denied, `WITHDRAWN`
-//!   for withdrawn; `termination` says when the grant ends (`expires at …` or
-//!   `until withdrawn by the PII principal`) or when it was denied/withdrawn;
-//! - `purposeCategory` is `[purpose]`, `piiCategory` is `["unspecified"]`,
-//!   `primaryPurpose`, `thirdPartyDisclosure` and `sensitive` are `false`,
-//!   `spiCat` is empty: the gateway does not know more;
-//! - `consentTimestamp`: epoch seconds of the latest `recorded_at`;
-//!   `consentReceiptID`: the id of the latest receipt (so a new change gives a
-//!   new receipt id); `collectionMethod`: that receipt's method or `unspecified`.
-//! - An empty history gives `consentTimestamp: 0`, an empty
-//!   `consentReceiptID` and no purposes; callers should answer 404 instead.
+//! Mapping:
+//! - one service (`Controller::service`) listing every purpose the subject has a record for,
+//!   sorted by purpose name, each from the latest receipt of that purpose;
+//! - `collectionMethod`: the latest receipt's `source` (where the decision was collected,
+//!   for example `web form`), else its `collection_method` (`api`, `import`);
+//! - `purposeCategory`, `piiCategory` and `thirdPartyName` come from the purpose's
+//!   `purpose_category`, `pii_category` and `third_party` keys in the policy (the subject's
+//!   region's, else the first policy that defines the purpose); a purpose without declared
+//!   categories cannot be put on a receipt ([`RenderError::Undeclared`]);
+//! - `consentType`: `IMPLICIT` for a `consent: opt_out` purpose (processed unless the person
+//!   objects), else `EXPLICIT` (the decision on record was given explicitly). A denial or a
+//!   withdrawal is not a consent type: `termination` says when and how the consent ended;
+//! - `sensitive` / `spiCat`: from the purposes' `spi_category` keys;
+//! - `consentTimestamp`: epoch seconds of the latest `recorded_at`; `consentReceiptID`: the id
+//!   of the latest receipt, so every change gives a new receipt id.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
+use super::controller::Controller;
 use super::model::{ConsentStatus, Receipt};
+use super::terms::Terms;
 use super::timefmt;
 
-/// The data controller named on Kantara receipts: the `[controller]` table
-/// of the gateway config.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Controller {
-    /// Legal name of the controller.
-    pub name: String,
-    /// Contact person or office (for example the data protection officer).
-    pub contact: String,
-    /// Postal address.
-    pub address: String,
-    /// Contact e-mail.
-    pub email: String,
-    /// Contact phone number.
-    pub phone: String,
-    /// Jurisdiction of the controller, for example `EU` or `US-CA`.
-    pub jurisdiction: String,
-    /// URL of the privacy policy.
-    pub policy_url: String,
-    /// Name of the service the consents are for.
-    pub service: String,
-    /// Language of the receipt (default `en`).
-    #[serde(default = "default_language")]
-    pub language: String,
+/// Why a receipt cannot be rendered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    /// The subject has no consent receipts.
+    #[error("no consent has been recorded for this subject")]
+    Empty,
+    /// A purpose in the history is defined by no loaded policy.
+    #[error(
+        "purpose '{0}' is in this subject's history but no loaded policy defines it, so its lawful basis and categories are unknown"
+    )]
+    UnknownPurpose(String),
+    /// A purpose's policy does not declare a key the format needs.
+    #[error(
+        "purpose '{purpose}' in policy '{region}' declares no {key}; add {key}: [...] to the purpose to issue receipts for it"
+    )]
+    Undeclared {
+        /// The purpose.
+        purpose: String,
+        /// The region of the policy consulted.
+        region: String,
+        /// The missing policy key.
+        key: &'static str,
+    },
 }
 
-fn default_language() -> String {
-    "en".to_owned()
-}
-
-/// Builds a Kantara Consent Receipt v1.1 for `subject` from its history
-/// (oldest first, as returned by `ConsentStore::history`).
-pub fn kantara_receipt(subject: &str, history: &[Receipt], controller: &Controller) -> Value {
+/// Builds a Kantara Consent Receipt v1.1 for `subject` from its history (oldest first, as
+/// `ConsentStore::history` returns it); `terms` gives each purpose's policy terms.
+pub fn kantara_receipt(
+    subject: &str,
+    history: &[Receipt],
+    controller: &Controller,
+    terms: &dyn Fn(&str) -> Option<Terms>,
+) -> Result<Value, RenderError> {
+    let last = history.last().ok_or(RenderError::Empty)?;
     let mut latest: BTreeMap<&str, &Receipt> = BTreeMap::new();
     for receipt in history {
         latest.insert(receipt.purpose.as_str(), receipt);
     }
-    let purposes: Vec<Value> = latest.values().map(|r| purpose_entry(r)).collect();
+    let mut purposes = Vec::with_capacity(latest.len());
+    let mut spi: BTreeSet<String> = BTreeSet::new();
+    for receipt in latest.values() {
+        let t = terms(&receipt.purpose)
+            .ok_or_else(|| RenderError::UnknownPurpose(receipt.purpose.clone()))?;
+        spi.extend(t.purpose.spi_category.iter().cloned());
+        purposes.push(purpose_entry(receipt, &t)?);
+    }
     let timestamp = history
         .iter()
         .map(|r| r.recorded_at.unix_timestamp())
         .max()
-        .unwrap_or(0);
-    let last = history.last();
-    json!({
+        .unwrap_or(0)
+        .max(0);
+    let method = last
+        .source
+        .as_deref()
+        .or(last.collection_method.as_deref())
+        .unwrap_or("not recorded");
+    let mut receipt = json!({
         "version": "KI-CR-v1.1.0",
         "jurisdiction": controller.jurisdiction,
         "consentTimestamp": timestamp,
-        "collectionMethod": last
-            .and_then(|r| r.collection_method.as_deref())
-            .unwrap_or("unspecified"),
-        "consentReceiptID": last.map(|r| r.id.as_str()).unwrap_or(""),
+        "collectionMethod": method,
+        "consentReceiptID": last.id,
         "language": controller.language,
         "piiPrincipalId": subject,
         "piiControllers": [{
             "piiController": controller.name,
             "contact": controller.contact,
-            "address": controller.address,
+            "address": postal_address(controller),
             "email": controller.email,
             "phone": controller.phone,
         }],
@@ -90,117 +103,77 @@ pub fn kantara_receipt(subject: &str, history: &[Receipt], controller: &Controll
             "service": controller.service,
             "purposes": purposes,
         }],
-        "sensitive": false,
-        "spiCat": [],
-    })
-}
-
-fn purpose_entry(receipt: &Receipt) -> Value {
-    let at = |t| timefmt::format(t).unwrap_or_else(|_| "an unknown time".to_owned());
-    let (consent_type, termination) = match receipt.status {
-        ConsentStatus::Granted => (
-            "EXPLICIT",
-            match receipt.expires_at {
-                Some(expiry) => format!("expires at {}", at(expiry)),
-                None => "until withdrawn by the PII principal".to_owned(),
-            },
-        ),
-        ConsentStatus::Denied => ("DENIED", format!("denied at {}", at(receipt.recorded_at))),
-        ConsentStatus::Withdrawn => (
-            "WITHDRAWN",
-            format!("withdrawn at {}", at(receipt.recorded_at)),
-        ),
-    };
-    json!({
-        "purpose": receipt.purpose,
-        "purposeCategory": [receipt.purpose],
-        "consentType": consent_type,
-        "piiCategory": ["unspecified"],
-        "primaryPurpose": false,
-        "termination": termination,
-        "thirdPartyDisclosure": false,
-    })
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
-mod tests {
-    use super::*;
-    use crate::consent::model::receipt_id;
-    use time::macros::datetime;
-
-    fn controller() -> Controller {
-        serde_json::from_value(json!({
-            "name": "Example Ltd", "contact": "DPO", "address": "1 Main St",
-            "email": "dpo@example.com", "phone": "+1 555 0100", "jurisdiction": "EU",
-            "policy_url": "https://example.com/privacy", "service": "Example Shop"
-        }))
-        .unwrap()
+        "sensitive": !spi.is_empty(),
+    });
+    if !spi.is_empty() {
+        receipt["spiCat"] = spi.into_iter().collect::<Vec<_>>().into();
     }
+    Ok(receipt)
+}
 
-    fn receipt(n: u64, purpose: &str, status: ConsentStatus, day: u8) -> Receipt {
-        Receipt {
-            id: receipt_id(n),
-            subject: "c-1".into(),
-            purpose: purpose.into(),
-            status,
-            recorded_at: datetime!(2025-01-01 00:00 UTC).replace_day(day).unwrap(),
-            expires_at: None,
-            source: None,
-            collection_method: Some("api".into()),
-            prev_status: None,
-            recorded_by: None,
-            sha256: String::new(),
+/// The controller's address as a schema.org `PostalAddress`.
+pub(crate) fn postal_address(c: &Controller) -> Value {
+    let a = &c.address;
+    let mut out = Map::new();
+    out.insert("streetAddress".into(), a.street.clone().into());
+    for (key, value) in [
+        ("addressLocality", &a.locality),
+        ("addressRegion", &a.region),
+        ("postalCode", &a.postal_code),
+    ] {
+        if let Some(v) = value {
+            out.insert(key.into(), v.clone().into());
         }
     }
+    out.insert("addressCountry".into(), a.country.clone().into());
+    Value::Object(out)
+}
 
-    #[test]
-    fn builds_a_v1_1_receipt_from_the_latest_state() {
-        let mut grant = receipt(3, "marketing", ConsentStatus::Granted, 3);
-        grant.expires_at = Some(datetime!(2026-01-01 00:00 UTC));
-        let history = vec![
-            receipt(1, "marketing", ConsentStatus::Denied, 1),
-            receipt(2, "analytics", ConsentStatus::Withdrawn, 2),
-            grant,
-        ];
-        let v = kantara_receipt("c-1", &history, &controller());
-        assert_eq!(v["version"], "KI-CR-v1.1.0");
-        assert_eq!(v["jurisdiction"], "EU");
-        assert_eq!(v["consentTimestamp"], 1_735_862_400);
-        assert_eq!(v["consentReceiptID"], "rcpt_00000000000000000003");
-        assert_eq!(v["collectionMethod"], "api");
-        assert_eq!(v["language"], "en");
-        assert_eq!(v["piiPrincipalId"], "c-1");
-        assert_eq!(v["piiControllers"][0]["piiController"], "Example Ltd");
-        assert_eq!(v["piiControllers"][0]["email"], "dpo@example.com");
-        assert_eq!(v["policyUrl"], "https://example.com/privacy");
-        assert_eq!(v["sensitive"], false);
-        assert_eq!(v["spiCat"], json!([]));
-        let service = &v["services"][0];
-        assert_eq!(service["service"], "Example Shop");
-        let purposes = service["purposes"].as_array().unwrap();
-        assert_eq!(purposes.len(), 2);
-        assert_eq!(purposes[0]["purpose"], "analytics");
-        assert_eq!(purposes[0]["consentType"], "WITHDRAWN");
-        assert_eq!(purposes[1]["purpose"], "marketing");
-        assert_eq!(purposes[1]["consentType"], "EXPLICIT");
-        assert_eq!(
-            purposes[1]["termination"],
-            "expires at 2026-01-01T00:00:00Z"
-        );
-        assert_eq!(purposes[1]["purposeCategory"], json!(["marketing"]));
-        assert_eq!(purposes[1]["thirdPartyDisclosure"], false);
+fn required<'a>(
+    t: &'a Terms,
+    list: &'a [String],
+    key: &'static str,
+) -> Result<&'a [String], RenderError> {
+    if list.is_empty() {
+        Err(RenderError::Undeclared {
+            purpose: t.purpose.name.clone(),
+            region: t.policy.region.clone(),
+            key,
+        })
+    } else {
+        Ok(list)
     }
+}
 
-    #[test]
-    fn empty_history_and_unknown_config_keys() {
-        let v = kantara_receipt("c-1", &[], &controller());
-        assert_eq!(v["consentTimestamp"], 0);
-        assert_eq!(v["services"][0]["purposes"], json!([]));
-        let bad = serde_json::from_value::<Controller>(json!({
-            "name": "x", "contact": "x", "address": "x", "email": "x", "phone": "x",
-            "jurisdiction": "x", "policy_url": "x", "service": "x", "colour": "red"
-        }));
-        assert!(bad.is_err());
+fn purpose_entry(receipt: &Receipt, t: &Terms) -> Result<Value, RenderError> {
+    let at = |time| timefmt::format(time).unwrap_or_else(|_| "an unknown time".to_owned());
+    let termination = match receipt.status {
+        ConsentStatus::Granted => match receipt.expires_at {
+            Some(expiry) => format!(
+                "expires at {}, or earlier when withdrawn by the PII principal",
+                at(expiry)
+            ),
+            None => "when withdrawn by the PII principal".to_owned(),
+        },
+        ConsentStatus::Denied => format!(
+            "refused by the PII principal at {}; nothing is processed on consent",
+            at(receipt.recorded_at)
+        ),
+        ConsentStatus::Withdrawn => format!(
+            "withdrawn by the PII principal at {}; nothing is processed on consent since",
+            at(receipt.recorded_at)
+        ),
+    };
+    let mut entry = json!({
+        "purpose": receipt.purpose,
+        "purposeCategory": required(t, &t.purpose.purpose_category, "purpose_category")?,
+        "consentType": if t.implied() { "IMPLICIT" } else { "EXPLICIT" },
+        "piiCategory": required(t, &t.purpose.pii_category, "pii_category")?,
+        "termination": termination,
+        "thirdPartyDisclosure": t.purpose.third_party.is_some(),
+    });
+    if let Some(name) = &t.purpose.third_party {
+        entry["thirdPartyName"] = name.clone().into();
     }
+    Ok(entry)
 }

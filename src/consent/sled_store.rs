@@ -201,6 +201,41 @@ impl SledStore {
     }
 }
 
+impl SledStore {
+    /// Removes consent receipts by counter, except those a current record points at; then
+    /// flushes.
+    pub(crate) fn prune_receipts(
+        &self,
+        subject: &str,
+        counters: &[u64],
+    ) -> Result<usize, StoreError> {
+        let current: Vec<u64> = self
+            .current(subject)?
+            .iter()
+            .filter_map(|r| super::model::receipt_counter(&r.receipt_id))
+            .collect();
+        let mut removed = 0;
+        for counter in counters.iter().filter(|c| !current.contains(c)) {
+            let key = history_key(subject, *counter);
+            let Some(bytes) = self.history.get(&key).map_err(sled_error)? else {
+                continue;
+            };
+            // Only consent receipts of this subject expire; region receipts are kept.
+            match decode_history(&bytes)? {
+                HistoryEntry::Consent(r) if r.subject == subject => {
+                    self.history.remove(&key).map_err(sled_error)?;
+                    removed += 1;
+                }
+                _ => {}
+            }
+        }
+        if removed > 0 {
+            self.db.flush().map_err(sled_error)?;
+        }
+        Ok(removed)
+    }
+}
+
 /// Everything the sled store holds about one subject, for `store migrate`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct SubjectDump {

@@ -250,6 +250,29 @@ impl ConsentStore {
         }
     }
 
+    /// Deletes the subject's consent receipts with these ids (retention: see
+    /// [`super::expired_receipts`]); a receipt that sets a current state is never deleted,
+    /// whatever the ids say. Answers how many were deleted; durable before it returns.
+    pub async fn prune_receipts(&self, subject: &str, ids: &[String]) -> Result<usize, StoreError> {
+        validate_subject(subject)?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let counters: Vec<u64> = ids
+            .iter()
+            .filter_map(|id| super::model::receipt_counter(id))
+            .collect();
+        match &*self.backend {
+            Backend::Sled(s) => {
+                let (s, subject) = (s.clone(), subject.to_owned());
+                tokio::task::spawn_blocking(move || s.prune_receipts(&subject, &counters))
+                    .await
+                    .map_err(|_| StoreError::Unavailable("the blocking pool is gone".into()))?
+            }
+            Backend::Postgres(p) => p.prune_receipts(subject, &counters).await,
+        }
+    }
+
     /// Whether the store can serve now (for `/readyz`).
     pub async fn health(&self) -> Health {
         match &*self.backend {

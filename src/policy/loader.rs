@@ -9,8 +9,8 @@ use serde_saphyr::{Location, Spanned};
 
 use super::errors::{LoadError, LoadErrors};
 use super::model::{
-    ActionSpec, Basis, ConsentMode, FieldList, Mode, NonJson, Policy, Purpose, RedactRule,
-    RedactorSpec,
+    ActionSpec, Basis, ConsentMode, DEFAULT_RECEIPT_RETENTION, FieldList, Mode, NonJson, Policy,
+    Purpose, RedactRule, RedactorSpec,
 };
 use super::raw::{RawPolicy, RawPurpose, RawRedactor};
 use super::version::version_of;
@@ -243,6 +243,7 @@ fn resolve(
     let mut redactors: BTreeMap<&str, Defined<'_, RawRedactor>> = BTreeMap::new();
     let mut purposes: BTreeMap<&str, Defined<'_, RawPurpose>> = BTreeMap::new();
     let (mut mode, mut honor_gpc, mut non_json) = (None, None, None);
+    let mut retention: Option<(&str, &Spanned<String>)> = None;
     for s in chain {
         for (k, r) in &s.raw.redactors.0 {
             redactors.insert(
@@ -267,7 +268,14 @@ fn resolve(
         mode = s.raw.mode.or(mode);
         honor_gpc = s.raw.honor_gpc.or(honor_gpc);
         non_json = s.raw.non_json.or(non_json);
+        if let Some(r) = &s.raw.receipt_retention {
+            retention = Some((&s.file, r));
+        }
     }
+    let receipt_retention = match retention {
+        None => DEFAULT_RECEIPT_RETENTION,
+        Some((file, r)) => receipt_retention(file, r, errors)?,
+    };
     let used: BTreeSet<&str> = purposes
         .values()
         .flat_map(|p| p.item.redact.iter())
@@ -306,6 +314,7 @@ fn resolve(
         mode: mode.unwrap_or(Mode::Enforce),
         honor_gpc: honor_gpc.unwrap_or(false),
         non_json: non_json.unwrap_or(NonJson::Block),
+        receipt_retention,
         purposes: resolved,
         redactors: specs,
         version: String::new(),
@@ -631,6 +640,18 @@ fn purpose(
             }
         }
     }
+    let purpose_category = categories(name, "purpose_category", file, &p.purpose_category, errors);
+    let pii_category = categories(name, "pii_category", file, &p.pii_category, errors);
+    let spi_category = categories(name, "spi_category", file, &p.spi_category, errors);
+    if let Some(t) = &p.third_party
+        && !label_ok(&t.value)
+    {
+        errors.insert(LoadError::at(
+            file,
+            t.referenced,
+            format!("purpose \"{name}\" has a third_party that is {LABEL_RULE}"),
+        ));
+    }
     if errors.len() != before {
         return None;
     }
@@ -642,8 +663,88 @@ fn purpose(
         mode: p.mode,
         fields,
         redact: rules,
+        purpose_category,
+        pii_category,
+        spi_category,
+        third_party: p.third_party.as_ref().map(|t| t.value.clone()),
         plan: Plan::new(filter, field_rules, text),
     })
+}
+
+/// Longest category or third-party label.
+const MAX_LABEL_LEN: usize = 128;
+const LABEL_RULE: &str =
+    "not 1 to 128 characters of printable text (no control characters, not only spaces)";
+
+fn label_ok(s: &str) -> bool {
+    !s.trim().is_empty() && s.chars().count() <= MAX_LABEL_LEN && !s.chars().any(char::is_control)
+}
+
+/// `purpose_category` / `pii_category`: when given, a non-empty list of distinct labels.
+fn categories(
+    purpose: &str,
+    key: &str,
+    file: &str,
+    list: &Option<Spanned<Vec<Spanned<String>>>>,
+    errors: &mut BTreeSet<LoadError>,
+) -> Vec<String> {
+    let Some(list) = list else {
+        return Vec::new();
+    };
+    if list.value.is_empty() {
+        errors.insert(LoadError::at(
+            file,
+            list.referenced,
+            format!("purpose \"{purpose}\" has an empty {key}; list at least one category or remove the key"),
+        ));
+    }
+    let mut seen = BTreeSet::new();
+    for item in &list.value {
+        if !label_ok(&item.value) {
+            errors.insert(LoadError::at(
+                file,
+                item.referenced,
+                format!("purpose \"{purpose}\" has a {key} entry that is {LABEL_RULE}"),
+            ));
+        } else if !seen.insert(item.value.as_str()) {
+            errors.insert(LoadError::at(
+                file,
+                item.referenced,
+                format!("purpose \"{purpose}\" lists {key} \"{}\" twice", item.value),
+            ));
+        }
+    }
+    list.value.iter().map(|i| i.value.clone()).collect()
+}
+
+/// `receipt_retention`: a duration of at least one day.
+fn receipt_retention(
+    file: &str,
+    r: &Spanned<String>,
+    errors: &mut BTreeSet<LoadError>,
+) -> Option<std::time::Duration> {
+    match humantime::parse_duration(r.value.trim()) {
+        Ok(d) if d >= std::time::Duration::from_secs(86_400) => Some(d),
+        Ok(_) => {
+            errors.insert(LoadError::at(
+                file,
+                r.referenced,
+                "receipt_retention must be at least 1 day (receipts are proof of consent); write it like \"6years\" or \"400d\"",
+            ));
+            None
+        }
+        Err(_) => {
+            errors.insert(LoadError::at(
+                file,
+                r.referenced,
+                format!(
+                    "receipt_retention \"{}\" is not a duration; write it like \"6years\" or \"400d\"",
+                    r.value
+                ),
+            ));
+            None
+        }
+    }
 }
 
 fn lookup(

@@ -18,8 +18,8 @@ pub use decision::{ConsentState, Decision, Verdict, decide};
 pub use errors::{LoadError, LoadErrors};
 pub use loader::LoadOptions;
 pub use model::{
-    ActionSpec, Basis, ConsentMode, FieldList, LABEL_HEX_LEN, Mode, NonJson, Policy, Purpose,
-    RedactRule, RedactorSpec,
+    ActionSpec, Basis, ConsentMode, DEFAULT_RECEIPT_RETENTION, FieldList, LABEL_HEX_LEN, Mode,
+    NonJson, Policy, Purpose, RedactRule, RedactorSpec,
 };
 pub use registry::{PolicyRegistry, PolicyWatcher};
 pub use set::{PolicySet, PolicySummary};

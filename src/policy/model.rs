@@ -144,6 +144,18 @@ pub struct Purpose {
     pub fields: FieldList,
     /// Redaction rules, in order.
     pub redact: Vec<RedactRule>,
+    /// Kantara `purposeCategory` entries declared for this purpose (empty: none declared).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub purpose_category: Vec<String>,
+    /// Kantara `piiCategory` entries: the kinds of personal data this purpose uses.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pii_category: Vec<String>,
+    /// Kantara `spiCat` entries: sensitive categories of personal data this purpose uses.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub spi_category: Vec<String>,
+    /// The third party the data is disclosed to for this purpose, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub third_party: Option<String>,
     #[serde(skip)]
     pub(crate) plan: Plan,
 }
@@ -186,6 +198,9 @@ pub struct Policy {
     pub honor_gpc: bool,
     /// What to do with non-JSON responses.
     pub non_json: NonJson,
+    /// How long consent history keeps a receipt that no longer sets a current state
+    /// (`receipt_retention`, default [`DEFAULT_RECEIPT_RETENTION`]).
+    pub receipt_retention: std::time::Duration,
     /// Purposes by name.
     pub purposes: BTreeMap<String, Arc<Purpose>>,
     /// Redactor definitions by name (inherited ones included).
@@ -193,6 +208,12 @@ pub struct Policy {
     /// Hex SHA-256 of the canonical resolved content.
     pub version: String,
 }
+
+/// `receipt_retention` when a policy does not set one: six years (of 365.25 days, as
+/// `"6years"` reads), the longest limitation period for claims in most EU member states and
+/// the UK, so proof of consent outlives any claim it may be needed against.
+pub const DEFAULT_RECEIPT_RETENTION: std::time::Duration =
+    std::time::Duration::from_secs(6 * 31_557_600);
 
 /// Length of the version prefix in [`Policy::label`].
 pub const LABEL_HEX_LEN: usize = 12;

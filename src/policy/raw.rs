@@ -57,6 +57,8 @@ pub(crate) struct RawPolicy {
     #[serde(default)]
     pub(crate) non_json: Option<NonJson>,
     #[serde(default)]
+    pub(crate) receipt_retention: Option<Spanned<String>>,
+    #[serde(default)]
     pub(crate) purposes: Entries<RawPurpose>,
     #[serde(default)]
     pub(crate) redactors: Entries<RawRedactor>,
@@ -77,6 +79,14 @@ pub(crate) struct RawPurpose {
     pub(crate) fields: Option<Spanned<RawFields>>,
     #[serde(default)]
     pub(crate) redact: Vec<Spanned<RawRedactRule>>,
+    #[serde(default)]
+    pub(crate) purpose_category: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    pub(crate) pii_category: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    pub(crate) spi_category: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    pub(crate) third_party: Option<Spanned<String>>,
 }
 
 /// `fields: {allow: [...]}` or `fields: {deny: [...]}`.

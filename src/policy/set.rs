@@ -39,6 +39,22 @@ impl PolicySet {
         load_dir(dir, opts).map(|policies| Self { policies })
     }
 
+    /// A set from `(file name, YAML)` pairs, for tests elsewhere in the crate.
+    #[cfg(test)]
+    pub(crate) fn from_texts(texts: &[(&str, &str)]) -> Result<Self, Vec<String>> {
+        let texts: Vec<(String, String)> = texts
+            .iter()
+            .map(|(f, t)| ((*f).to_owned(), (*t).to_owned()))
+            .collect();
+        let mut errors = std::collections::BTreeSet::new();
+        let policies = super::loader::load_texts(&texts, &LoadOptions::default(), &mut errors);
+        if errors.is_empty() {
+            Ok(Self { policies })
+        } else {
+            Err(errors.iter().map(ToString::to_string).collect())
+        }
+    }
+
     /// The policy for `region`.
     pub fn get(&self, region: &str) -> Option<Arc<Policy>> {
         self.policies.get(region).cloned()

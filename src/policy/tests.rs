@@ -541,6 +541,7 @@ fn schema_describes_every_key_of_the_model() {
             "mode",
             "honor_gpc",
             "non_json",
+            "receipt_retention",
             "purposes",
             "redactors"
         ])
@@ -554,7 +555,11 @@ fn schema_describes_every_key_of_the_model() {
             "gpc_opt_out",
             "mode",
             "fields",
-            "redact"
+            "redact",
+            "purpose_category",
+            "pii_category",
+            "spi_category",
+            "third_party"
         ])
     );
     assert_eq!(
@@ -579,12 +584,17 @@ extends: base
 mode: report
 honor_gpc: true
 non_json: pass
+receipt_retention: 10years
 purposes:
   p:
     basis: consent
     consent: opt_out
     gpc_opt_out: true
     mode: enforce
+    purpose_category: ['6 - Marketing']
+    pii_category: ['2 - Contact']
+    spi_category: ['Health']
+    third_party: Mail Co
     fields: { allow: [a] }
     redact:
       - fields: [a]
@@ -641,4 +651,117 @@ fn detector_redactors_are_checked() {
         assert!(errs.iter().any(|e| e.contains(msg)), "{r}: {errs:?}");
         assert!(errs.iter().all(|e| e.starts_with("eu.yaml:")), "{errs:?}");
     }
+}
+
+const RECEIPTS: &str = "\
+region: eu
+name: EU
+receipt_retention: 400d
+purposes:
+  marketing:
+    basis: consent
+    purpose_category: ['6 - Marketing']
+    pii_category: ['1 - Biographical', '2 - Contact']
+    spi_category: ['Health']
+    third_party: Mail Co
+    fields:
+      allow: [id]
+";
+
+#[test]
+fn receipt_keys_are_loaded_and_inherited() {
+    let set = load(&[("eu.yaml", RECEIPTS)]).unwrap();
+    let eu = &set[0];
+    assert_eq!(
+        eu.receipt_retention,
+        std::time::Duration::from_secs(400 * 86_400)
+    );
+    let m = eu.purpose("marketing").unwrap();
+    assert_eq!(m.purpose_category, ["6 - Marketing"]);
+    assert_eq!(m.pii_category, ["1 - Biographical", "2 - Contact"]);
+    assert_eq!(m.spi_category, ["Health"]);
+    assert_eq!(m.third_party.as_deref(), Some("Mail Co"));
+    // A child inherits the parent's retention; without one anywhere, the default applies.
+    let child = "region: br\nname: BR\nextends: eu\n";
+    let set = load(&[("eu.yaml", RECEIPTS), ("br.yaml", child)]).unwrap();
+    assert!(
+        set.iter()
+            .all(|p| p.receipt_retention.as_secs() == 400 * 86_400)
+    );
+    let set = load(&[("base.yaml", BASE), ("eu.yaml", EU)]).unwrap();
+    assert!(
+        set.iter()
+            .all(|p| p.receipt_retention == DEFAULT_RECEIPT_RETENTION)
+    );
+}
+
+#[test]
+fn receipt_keys_are_validated_with_locations() {
+    let cases = [
+        (
+            "receipt_retention: 400d",
+            "receipt_retention: 1h",
+            "eu.yaml:3:20: receipt_retention must be at least 1 day",
+        ),
+        (
+            "receipt_retention: 400d",
+            "receipt_retention: soon",
+            "is not a duration",
+        ),
+        (
+            "purpose_category: ['6 - Marketing']",
+            "purpose_category: []",
+            "has an empty purpose_category",
+        ),
+        (
+            "pii_category: ['1 - Biographical', '2 - Contact']",
+            "pii_category: ['2 - Contact', '2 - Contact']",
+            "lists pii_category \"2 - Contact\" twice",
+        ),
+        (
+            "spi_category: ['Health']",
+            "spi_category: ['  ']",
+            "spi_category entry that is not 1 to 128",
+        ),
+        (
+            "third_party: Mail Co",
+            "third_party: ''",
+            "has a third_party that is not",
+        ),
+    ];
+    for (good, bad, expected) in cases {
+        let text = RECEIPTS.replace(good, bad);
+        let errors = load(&[("eu.yaml", &text)]).unwrap_err();
+        assert!(
+            errors.iter().any(|e| e.contains(expected)),
+            "{bad}: {errors:?}"
+        );
+    }
+    // Unknown keys stay errors.
+    let typo = RECEIPTS.replace("pii_category:", "pii_categories:");
+    assert!(load(&[("eu.yaml", &typo)]).is_err());
+}
+
+#[test]
+fn a_default_retention_keeps_the_version() {
+    let explicit = EU.replace(
+        "mode: enforce\n",
+        "mode: enforce\nreceipt_retention: 6years\n",
+    );
+    let a = load(&[("base.yaml", BASE), ("eu.yaml", EU)]).unwrap();
+    let b = load(&[("base.yaml", BASE), ("eu.yaml", &explicit)]).unwrap();
+    let version = |set: &[Arc<Policy>]| {
+        set.iter()
+            .find(|p| p.region == "eu")
+            .unwrap()
+            .version
+            .clone()
+    };
+    assert_eq!(version(&a), version(&b));
+    let other = EU.replace(
+        "mode: enforce\n",
+        "mode: enforce\nreceipt_retention: 7years\n",
+    );
+    let c = load(&[("base.yaml", BASE), ("eu.yaml", &other)]).unwrap();
+    assert_ne!(version(&a), version(&c));
 }

@@ -17,6 +17,8 @@ struct Canonical<'a> {
     mode: Mode,
     honor_gpc: bool,
     non_json: NonJson,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    receipt_retention_secs: Option<u64>,
     purposes: BTreeMap<&'a str, &'a Purpose>,
     redactors: &'a BTreeMap<String, RedactorSpec>,
 }
@@ -30,6 +32,10 @@ pub(crate) fn version_of(policy: &Policy) -> String {
         mode: policy.mode,
         honor_gpc: policy.honor_gpc,
         non_json: policy.non_json,
+        // Absent at the default, so policies that do not set it keep their versions.
+        receipt_retention_secs: (policy.receipt_retention
+            != super::model::DEFAULT_RECEIPT_RETENTION)
+            .then_some(policy.receipt_retention.as_secs()),
         purposes: policy
             .purposes
             .iter()

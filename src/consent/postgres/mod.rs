@@ -293,6 +293,32 @@ impl PgStore {
     }
 
     /// The subject's receipts in counter order.
+    /// Deletes consent receipts by seq, except those a current record points at.
+    pub(crate) async fn prune_receipts(
+        &self,
+        subject: &str,
+        counters: &[u64],
+    ) -> Result<usize, StoreError> {
+        let seqs: Vec<i64> = counters
+            .iter()
+            .filter_map(|c| i64::try_from(*c).ok())
+            .collect();
+        timed(WRITE_TIMEOUT, "a receipt deletion", async {
+            let client = self.client().await?;
+            let n = client
+                .execute(
+                    "DELETE FROM consent_receipts
+                     WHERE subject = $1 AND kind = $2 AND seq = ANY($3)
+                       AND seq NOT IN (SELECT receipt_seq FROM consent_current WHERE subject = $1)",
+                    &[&subject, &KIND_CONSENT, &seqs],
+                )
+                .await
+                .map_err(db_error)?;
+            Ok(usize::try_from(n).unwrap_or(usize::MAX))
+        })
+        .await
+    }
+
     pub(crate) async fn history(&self, subject: &str) -> Result<History, StoreError> {
         timed(READ_TIMEOUT, "a history read", async {
             let client = self.client().await?;
