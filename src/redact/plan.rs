@@ -10,6 +10,7 @@ use super::detect::{Engine, Normalized, SpanReport, apply, spans};
 use super::matcher::PathMatcher;
 use super::path::FieldPath;
 use super::redactor::Redactor;
+use super::stream::Compiled;
 use super::walk::Walker;
 
 /// Which fields a purpose may see.
@@ -106,6 +107,8 @@ pub struct Plan {
     /// Text detectors, sorted by name, each once.
     pub(crate) text: Vec<Arc<Redactor>>,
     pub(crate) engine: Engine,
+    /// The field paths compiled for [`Plan::minimise_json`] (`None`: too large, walk a tree).
+    pub(crate) stream: Option<Compiled>,
 }
 
 impl Plan {
@@ -138,14 +141,17 @@ impl Plan {
             }
             rule_redactors.push(rule.redactor);
         }
+        let rules = PathMatcher::new(paths);
+        let stream = Compiled::new(&filter, &rules);
         Self {
             filter_kind,
             filter,
-            rules: PathMatcher::new(paths),
+            rules,
             rule_of_path,
             rule_redactors,
             text,
             engine,
+            stream,
         }
     }
 
