@@ -1,5 +1,6 @@
-//! Minimisation and redaction of a buffered personal-data response: decode, parse, apply the
-//! purpose's rules, re-serialise, fix the headers. Anything that cannot be inspected is refused.
+//! Minimisation and redaction of a buffered personal-data response: decode, apply the purpose's
+//! rules in one streaming pass over the JSON text, fix the headers. Anything that cannot be
+//! inspected is refused.
 
 use bytes::Bytes;
 use http::HeaderMap;
@@ -9,6 +10,7 @@ use super::Ctx;
 use super::decode;
 use crate::error::GatewayError;
 use crate::policy::{NonJson, Policy, Purpose};
+use crate::redact::StreamError;
 
 /// Whether a `Content-Type` says JSON (`application/json`, `…+json`).
 pub(crate) fn labelled_json(headers: &HeaderMap) -> bool {
@@ -53,34 +55,37 @@ pub(crate) fn body(
     let out = if data.is_empty() {
         data
     } else {
-        match serde_json::from_slice::<serde_json::Value>(&data) {
-            Ok(mut doc) => {
-                let outcome = if enforce {
-                    purpose.apply(&mut doc)
-                } else {
-                    purpose.apply(&mut doc.clone())
-                };
+        // One pass over the text: no document tree (see `redact::stream`).
+        let mut released = Vec::with_capacity(data.len());
+        match purpose.minimise_json(&data, &mut released) {
+            Ok(outcome) => {
                 ctx.fields_removed = outcome.fields_removed;
                 ctx.redactions = outcome.redactions;
                 if enforce {
-                    let bytes = serde_json::to_vec(&doc).map_err(|_| GatewayError::Internal)?;
                     headers.insert(
                         header::CONTENT_TYPE,
                         HeaderValue::from_static("application/json"),
                     );
-                    Bytes::from(bytes)
+                    Bytes::from(released)
                 } else {
                     data
                 }
             }
-            Err(_) if labelled_json(headers) => {
+            // JSON whose meaning depends on the reader (a key named twice) or that is nested
+            // beyond what can be inspected is refused whatever its label.
+            Err(e @ (StreamError::DuplicateKey | StreamError::TooDeep)) => {
+                return Err(GatewayError::UnprocessableUpstreamBody(format!(
+                    "the upstream's JSON response could not be inspected ({e}), so it was not released"
+                )));
+            }
+            Err(StreamError::Syntax) if labelled_json(headers) => {
                 return Err(GatewayError::UnprocessableUpstreamBody(
                     "the upstream's JSON response could not be parsed, so it was not released"
                         .into(),
                 ));
             }
-            Err(_) if policy.non_json == NonJson::Pass => data,
-            Err(_) => {
+            Err(StreamError::Syntax) if policy.non_json == NonJson::Pass => data,
+            Err(StreamError::Syntax) => {
                 return Err(GatewayError::UnprocessableUpstreamBody(
                     "the upstream answered with a body that is not JSON; this region's policy blocks such responses".into(),
                 ));

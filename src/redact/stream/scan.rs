@@ -47,12 +47,14 @@ impl<'a> Str<'a> {
         }
     }
 
-    /// The decoded bytes, for comparing keys.
+    /// The decoded bytes, for comparing keys (already validated by [`Scanner::string`]).
     fn key(&self) -> Result<Cow<'a, [u8]>, StreamError> {
-        Ok(match self.text()? {
-            Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
-            Cow::Owned(s) => Cow::Owned(s.into_bytes()),
-        })
+        if !self.escaped {
+            return Ok(Cow::Borrowed(self.raw));
+        }
+        let mut s = String::with_capacity(self.raw.len());
+        unescape(self.raw, &mut s)?;
+        Ok(Cow::Owned(s.into_bytes()))
     }
 }
 
@@ -144,13 +146,7 @@ impl<'a> Scanner<'a> {
         let mut escaped = false;
         let mut ascii = true;
         loop {
-            while self
-                .buf
-                .get(self.pos)
-                .is_some_and(|&b| PLAIN[usize::from(b)])
-            {
-                self.pos += 1;
-            }
+            self.plain_run();
             match self.buf.get(self.pos) {
                 Some(b'"') => break,
                 Some(b'\\') => {
@@ -171,6 +167,27 @@ impl<'a> Scanner<'a> {
             return Err(StreamError::Syntax);
         }
         Ok(Str { raw, escaped })
+    }
+
+    /// Passes over plain string bytes, eight at a time while none of them needs a look.
+    #[inline]
+    fn plain_run(&mut self) {
+        while let Some(chunk) = self.buf.get(self.pos..self.pos + 8) {
+            let Ok(word) = <[u8; 8]>::try_from(chunk) else {
+                break;
+            };
+            if needs_look(u64::from_le_bytes(word)) {
+                break;
+            }
+            self.pos += 8;
+        }
+        while self
+            .buf
+            .get(self.pos)
+            .is_some_and(|&b| PLAIN[usize::from(b)])
+        {
+            self.pos += 1;
+        }
     }
 
     /// Validates one escape after its backslash.
@@ -338,6 +355,20 @@ impl<'a> Scanner<'a> {
     }
 }
 
+/// Whether any byte of `w` is `"`, `\\`, a control character or not ASCII (the usual
+/// zero-byte test: `(v - 0x01…) & !v` has a high bit set exactly where a byte of `v` is zero,
+/// below its first zero byte at least, which is all an "any" test needs).
+#[inline]
+fn needs_look(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v;
+    let quote = zero(w ^ (ONES * u64::from(b'"')));
+    let backslash = zero(w ^ (ONES * u64::from(b'\\')));
+    let control = w.wrapping_sub(ONES * 0x20) & !w;
+    (quote | backslash | control | w) & HIGH != 0
+}
+
 /// The depth inside a container opened at `depth`, or the nesting error.
 pub(crate) fn nest(depth: usize) -> Result<usize, StreamError> {
     if depth >= MAX_NESTING {
@@ -402,4 +433,27 @@ fn unescape(raw: &[u8], out: &mut String) -> Result<(), StreamError> {
     }
     out.push_str(rest);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn the_word_test_agrees_with_the_byte_table(word in any::<[u8; 8]>()) {
+            let slow = word.iter().any(|&b| !PLAIN[usize::from(b)]);
+            prop_assert_eq!(needs_look(u64::from_le_bytes(word)), slow);
+        }
+
+        #[test]
+        fn plain_runs_stop_where_the_table_says(bytes in prop::collection::vec(prop_oneof![Just(b'a'), Just(b'"'), Just(b'\\'), Just(0x1f), Just(0x80), Just(b' ')], 0..40)) {
+            let mut sc = Scanner::new(&bytes);
+            sc.plain_run();
+            let expected = bytes.iter().position(|&b| !PLAIN[usize::from(b)]).unwrap_or(bytes.len());
+            prop_assert_eq!(sc.pos(), expected);
+        }
+    }
 }
