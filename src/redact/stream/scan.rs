@@ -46,24 +46,18 @@ impl<'a> Str<'a> {
                 .map_err(|_| StreamError::Syntax)
         }
     }
-
-    /// The decoded bytes, for comparing keys (already validated by [`Scanner::string`]).
-    fn key(&self) -> Result<Cow<'a, [u8]>, StreamError> {
-        if !self.escaped {
-            return Ok(Cow::Borrowed(self.raw));
-        }
-        let mut s = String::with_capacity(self.raw.len());
-        unescape(self.raw, &mut s)?;
-        Ok(Cow::Owned(s.into_bytes()))
-    }
 }
 
 /// The cursor over one document.
 pub(crate) struct Scanner<'a> {
     buf: &'a [u8],
     pos: usize,
-    /// Decoded keys of the open objects (skipped ones too), for the duplicate check.
-    keys: Vec<Cow<'a, [u8]>>,
+    /// Keys of the open objects (skipped ones too), for the duplicate check.
+    keys: Vec<Key>,
+    /// Decoded text of keys written with escapes (never truncated within a document).
+    decoded: Vec<u8>,
+    /// Object frames of [`Scanner::skip`] (kept for its allocation).
+    marks: Vec<usize>,
 }
 
 impl<'a> Scanner<'a> {
@@ -72,6 +66,8 @@ impl<'a> Scanner<'a> {
             buf,
             pos: 0,
             keys: Vec::new(),
+            decoded: Vec::new(),
+            marks: Vec::new(),
         }
     }
 
@@ -85,6 +81,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// Skips white space; the next byte, if any.
+    #[inline]
     pub(crate) fn peek(&mut self) -> Option<u8> {
         while let Some(&b) = self.buf.get(self.pos) {
             if !matches!(b, b' ' | b'\n' | b'\t' | b'\r') {
@@ -96,6 +93,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// Consumes `b` (after white space) or fails.
+    #[inline]
     pub(crate) fn expect(&mut self, b: u8) -> Result<(), StreamError> {
         if self.peek() == Some(b) {
             self.pos += 1;
@@ -107,6 +105,7 @@ impl<'a> Scanner<'a> {
 
     /// After a member or element: `true` if a `,` follows (consumed), `false` at `close`
     /// (consumed).
+    #[inline]
     pub(crate) fn more(&mut self, close: u8) -> Result<bool, StreamError> {
         match self.peek() {
             Some(b',') => {
@@ -142,6 +141,11 @@ impl<'a> Scanner<'a> {
     /// Scans a string starting at its opening quote.
     pub(crate) fn string(&mut self) -> Result<Str<'a>, StreamError> {
         self.expect(b'"')?;
+        self.string_body()
+    }
+
+    /// Scans a string after its opening quote.
+    fn string_body(&mut self) -> Result<Str<'a>, StreamError> {
         let start = self.pos;
         let mut escaped = false;
         let mut ascii = true;
@@ -291,22 +295,53 @@ impl<'a> Scanner<'a> {
         if self.peek() != Some(b'"') {
             return Err(StreamError::Syntax);
         }
-        let key = self.string()?;
-        self.keys.push(key.key()?);
+        self.pos += 1;
+        let start = self.pos;
+        let key = self.string_body()?;
+        self.remember(key, start)?;
         self.expect(b':')?;
         Ok(key)
     }
 
+    /// Records a key (its decoded bytes) for the duplicate check.
+    fn remember(&mut self, key: Str<'a>, start: usize) -> Result<(), StreamError> {
+        let k = if key.escaped {
+            let mut text = String::with_capacity(key.raw.len());
+            unescape(key.raw, &mut text)?;
+            let at = self.decoded.len();
+            self.decoded.extend_from_slice(text.as_bytes());
+            Key::new(at, text.len(), true)?
+        } else {
+            Key::new(start, key.raw.len(), false)?
+        };
+        self.keys.push(k);
+        Ok(())
+    }
+
+    fn key_bytes(&self, k: Key) -> &[u8] {
+        let (from, to) = (k.start, k.start + k.len as usize);
+        if k.decoded {
+            self.decoded.get(from..to).unwrap_or_default()
+        } else {
+            self.buf.get(from..to).unwrap_or_default()
+        }
+    }
+
     /// Ends an object opened at `mark`: refuses it if it named a key twice.
     pub(crate) fn close_object(&mut self, mark: usize) -> Result<(), StreamError> {
-        let keys = self.keys.get_mut(mark..).unwrap_or_default();
-        let duplicate = match keys.len() {
-            0 | 1 => false,
-            2 => keys.first() == keys.get(1),
-            _ => {
-                keys.sort_unstable();
-                keys.windows(2).any(|w| w.first() == w.get(1))
-            }
+        let keys = self.keys.get(mark..).unwrap_or_default();
+        // Small objects (the common case) compare pairwise, mostly on lengths; big ones sort.
+        let duplicate = if keys.len() <= 16 {
+            keys.iter().enumerate().any(|(i, &a)| {
+                keys.get(i + 1..)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|&b| a.len == b.len && self.key_bytes(a) == self.key_bytes(b))
+            })
+        } else {
+            let mut sorted: Vec<&[u8]> = keys.iter().map(|&k| self.key_bytes(k)).collect();
+            sorted.sort_unstable();
+            sorted.windows(2).any(|w| w.first() == w.get(1))
         };
         self.keys.truncate(mark);
         if duplicate {
@@ -317,41 +352,100 @@ impl<'a> Scanner<'a> {
     }
 
     /// Validates the value that starts here (at `depth` open containers) and passes over it.
+    ///
+    /// One loop, no recursion: the kinds of the containers opened here are bits of `kinds`
+    /// (nesting is bounded by [`MAX_NESTING`] < 128), object frames are marks into `keys`.
     pub(crate) fn skip(&mut self, depth: usize) -> Result<(), StreamError> {
-        match self.peek() {
-            Some(b'{') => {
-                let depth = nest(depth)?;
-                self.pos += 1;
-                let mark = self.open_object();
-                if !self.empty(b'}') {
-                    loop {
+        let mut marks = std::mem::take(&mut self.marks);
+        marks.clear();
+        let result = self.skip_with(depth, &mut marks);
+        self.marks = marks;
+        result
+    }
+
+    fn skip_with(&mut self, depth: usize, marks: &mut Vec<usize>) -> Result<(), StreamError> {
+        let mut kinds: u128 = 0;
+        let mut open = 0usize;
+        loop {
+            // A value.
+            match self.peek() {
+                Some(b'{') => {
+                    nest(depth + open)?;
+                    self.pos += 1;
+                    if !self.empty(b'}') {
+                        kinds |= 1 << open;
+                        open += 1;
+                        marks.push(self.keys.len());
                         self.key()?;
-                        self.skip(depth)?;
-                        if !self.more(b'}')? {
-                            break;
-                        }
+                        continue;
                     }
                 }
-                self.close_object(mark)
-            }
-            Some(b'[') => {
-                let depth = nest(depth)?;
-                self.pos += 1;
-                if !self.empty(b']') {
-                    loop {
-                        self.skip(depth)?;
-                        if !self.more(b']')? {
-                            break;
-                        }
+                Some(b'[') => {
+                    nest(depth + open)?;
+                    self.pos += 1;
+                    if !self.empty(b']') {
+                        kinds &= !(1 << open);
+                        open += 1;
+                        continue;
                     }
                 }
-                Ok(())
+                Some(b'"') => {
+                    self.pos += 1;
+                    self.string_body()?;
+                }
+                Some(b'-' | b'0'..=b'9') => {
+                    self.number()?;
+                }
+                Some(b't' | b'f' | b'n') => self.literal()?,
+                _ => return Err(StreamError::Syntax),
             }
-            Some(b'"') => self.string().map(drop),
-            Some(b'-' | b'0'..=b'9') => self.number().map(drop),
-            Some(b't' | b'f' | b'n') => self.literal(),
-            _ => Err(StreamError::Syntax),
+            // After a value: close what ends here, then the next member or element.
+            loop {
+                let Some(level) = open.checked_sub(1) else {
+                    return Ok(());
+                };
+                let object = kinds & (1 << level) != 0;
+                match self.peek() {
+                    Some(b',') => {
+                        self.pos += 1;
+                        if object {
+                            self.key()?;
+                        }
+                        break;
+                    }
+                    Some(b'}') if object => {
+                        self.pos += 1;
+                        open = level;
+                        let mark = marks.pop().unwrap_or(self.keys.len());
+                        self.close_object(mark)?;
+                    }
+                    Some(b']') if !object => {
+                        self.pos += 1;
+                        open = level;
+                    }
+                    _ => return Err(StreamError::Syntax),
+                }
+            }
         }
+    }
+}
+
+/// A remembered key: a range of the input, or of the decoded-keys buffer.
+#[derive(Debug, Clone, Copy)]
+struct Key {
+    start: usize,
+    len: u32,
+    decoded: bool,
+}
+
+impl Key {
+    fn new(start: usize, len: usize, decoded: bool) -> Result<Self, StreamError> {
+        let len = u32::try_from(len).map_err(|_| StreamError::Syntax)?;
+        Ok(Self {
+            start,
+            len,
+            decoded,
+        })
     }
 }
 
