@@ -326,11 +326,11 @@ impl<'p, 'a, 'o> Walk<'p, 'a, 'o> {
             self.field_redact(text, rule);
             return Ok(());
         }
-        if self.detect {
-            if let Some(out) = self.detect(text) {
-                write_str(self.out, &out);
-                return Ok(());
-            }
+        if self.detect
+            && let Some(out) = self.detect(text)
+        {
+            write_str(self.out, &out);
+            return Ok(());
         }
         self.out.extend_from_slice(raw);
         Ok(())
