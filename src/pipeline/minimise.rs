@@ -1,5 +1,6 @@
-//! Minimisation and redaction of a buffered personal-data response: decode, parse, apply the
-//! purpose's rules, re-serialise, fix the headers. Anything that cannot be inspected is refused.
+//! Minimisation and redaction of a buffered personal-data response: decode, apply the purpose's
+//! rules in one streaming pass over the JSON text (`redact::stream`; no document tree), fix the
+//! headers. Anything that cannot be inspected is refused.
 //!
 //! What is JSON is decided by the body's content, not by its label: after any UTF-8 byte order
 //! marks, white space (Unicode's, zero-width characters and NULs included), a body that starts
@@ -19,6 +20,7 @@ use super::Ctx;
 use super::decode;
 use crate::error::GatewayError;
 use crate::policy::{NonJson, Policy, Purpose};
+use crate::redact::StreamError;
 
 /// Whether a `Content-Type` says JSON (`application/json`, `…+json`, NDJSON).
 pub(crate) fn labelled_json(headers: &HeaderMap) -> bool {
@@ -129,26 +131,33 @@ pub(crate) fn body(
             Sniffed::Json => true,
             Sniffed::Other => false,
         };
-        match serde_json::from_slice::<Value>(&data).ok() {
-            Some(mut doc) => {
-                let outcome = purpose.apply(&mut doc);
+        // One pass over the text: no document tree (see `redact::stream`).
+        let mut released = Vec::with_capacity(data.len());
+        match purpose.minimise_json(&data, &mut released) {
+            Ok(outcome) => {
                 ctx.fields_removed = outcome.fields_removed;
                 ctx.redactions = outcome.redactions;
-                let bytes = serde_json::to_vec(&doc).map_err(|_| GatewayError::Internal)?;
                 headers.insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("application/json"),
                 );
-                Bytes::from(bytes)
+                Bytes::from(released)
             }
-            None if looks_json || labelled_json(headers) => {
+            // JSON whose meaning depends on the reader (a key named twice) or that is nested
+            // beyond what can be inspected is refused whatever its label.
+            Err(e @ (StreamError::DuplicateKey | StreamError::TooDeep)) => {
+                return Err(GatewayError::UnprocessableUpstreamBody(format!(
+                    "the upstream's JSON response could not be inspected ({e}), so it was not released"
+                )));
+            }
+            Err(_) if looks_json || labelled_json(headers) => {
                 return Err(GatewayError::UnprocessableUpstreamBody(
                     "the upstream's JSON response could not be parsed, so it was not released"
                         .into(),
                 ));
             }
-            None if policy.non_json == NonJson::Pass => data,
-            None => {
+            Err(_) if policy.non_json == NonJson::Pass => data,
+            Err(_) => {
                 return Err(GatewayError::UnprocessableUpstreamBody(
                     "the upstream answered with a body that is not JSON; this region's policy blocks such responses".into(),
                 ));

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::redact::{DetectedSpan, Detector, Explanation, Outcome, Plan, Validator};
+use crate::redact::{DetectedSpan, Detector, Explanation, Outcome, Plan, StreamError, Validator};
 
 /// Whether a policy (or purpose) enforces its decisions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,6 +164,12 @@ impl Purpose {
     /// Minimises and redacts `doc` in place.
     pub fn apply(&self, doc: &mut Value) -> Outcome {
         self.plan.apply(doc)
+    }
+
+    /// Minimises and redacts JSON text in one pass, appending the released text to `out`
+    /// (see [`Plan::minimise_json`]); the same result as [`Purpose::apply`] on the parsed text.
+    pub fn minimise_json(&self, input: &[u8], out: &mut Vec<u8>) -> Result<Outcome, StreamError> {
+        self.plan.minimise_json(input, out)
     }
 
     /// Runs this purpose's text detectors over one free-text value; `Some(new text)` only if

@@ -10,6 +10,7 @@ use super::detect::{Engine, Normalized, SpanReport, apply, spans};
 use super::matcher::PathMatcher;
 use super::path::{FieldPath, Segment};
 use super::redactor::Redactor;
+use super::stream::Compiled;
 use super::walk::Walker;
 
 /// Which fields a purpose may see.
@@ -115,6 +116,9 @@ pub struct Plan {
     pub(crate) engine: Engine,
     /// Every literal key of the filter's and the rules' paths (recorded as they are).
     pub(crate) literals: BTreeSet<String>,
+    /// The field paths compiled for [`Plan::minimise_json`] (`None`: walk a tree: the paths
+    /// need too many states, or a `pattern:` text redactor could rename plain keys).
+    pub(crate) stream: Option<Compiled>,
 }
 
 impl Plan {
@@ -162,15 +166,25 @@ impl Plan {
             }
             rule_redactors.push(rule.redactor);
         }
+        let rules = PathMatcher::new(paths);
+        // Built-in detectors cannot match a plain field name (they need `@`, `:`, `.` or more
+        // than two digits), so on documents whose keys are all plain the streaming walk needs
+        // no key redaction; a `pattern:` text redactor could, so such plans walk a tree.
+        let stream = if text.iter().all(|r| r.detector().is_some()) {
+            Compiled::new(&filter, &rules)
+        } else {
+            None
+        };
         Self {
             filter_kind,
             filter,
-            rules: PathMatcher::new(paths),
+            rules,
             rule_of_path,
             rule_redactors,
             text,
             engine,
             literals,
+            stream,
         }
     }
 

@@ -1,0 +1,553 @@
+//! A strict JSON tokenizer over a borrowed buffer: it validates as it goes (grammar, UTF-8,
+//! escapes, surrogate pairs, nesting depth, duplicate keys) and hands out byte ranges of the
+//! input, so nothing is copied or allocated unless a key carries an escape.
+//!
+//! It accepts exactly what `serde_json::from_slice::<Value>` accepts, minus documents with a
+//! duplicate key (serde_json keeps the last one; we refuse them).
+
+use std::borrow::Cow;
+
+use super::StreamError;
+
+/// Most containers open at once. serde_json refuses the 128th nested container (its recursion
+/// limit), so documents it accepts are exactly those within this bound.
+pub(crate) const MAX_NESTING: usize = 127;
+
+/// Bytes a string scan can pass over without a closer look: printable ASCII other than `"` and `\`.
+static PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0x20;
+    while b < 0x80 {
+        t[b] = b != b'"' as usize && b != b'\\' as usize;
+        b += 1;
+    }
+    t
+};
+
+/// A string token: the bytes between its quotes, as written.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Str<'a> {
+    /// The raw bytes between the quotes (escapes not decoded).
+    pub(crate) raw: &'a [u8],
+    /// Whether `raw` holds a backslash escape.
+    pub(crate) escaped: bool,
+}
+
+impl<'a> Str<'a> {
+    /// The decoded text: borrowed when the string has no escape.
+    pub(crate) fn text(&self) -> Result<Cow<'a, str>, StreamError> {
+        if self.escaped {
+            let mut s = String::with_capacity(self.raw.len());
+            unescape(self.raw, &mut s)?;
+            Ok(Cow::Owned(s))
+        } else {
+            std::str::from_utf8(self.raw)
+                .map(Cow::Borrowed)
+                .map_err(|_| StreamError::Syntax)
+        }
+    }
+}
+
+/// The cursor over one document.
+pub(crate) struct Scanner<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    /// Keys of the open objects (skipped ones too), for the duplicate check.
+    keys: Vec<Key>,
+    /// Decoded text of keys written with escapes (never truncated within a document).
+    decoded: Vec<u8>,
+    /// Object frames of [`Scanner::skip`] (kept for its allocation).
+    marks: Vec<usize>,
+}
+
+impl<'a> Scanner<'a> {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
+        Self {
+            buf,
+            pos: 0,
+            keys: Vec::new(),
+            decoded: Vec::new(),
+            marks: Vec::new(),
+        }
+    }
+
+    pub(crate) fn pos(&self) -> usize {
+        self.pos
+    }
+
+    /// The input between two positions.
+    pub(crate) fn slice(&self, from: usize, to: usize) -> &'a [u8] {
+        self.buf.get(from..to).unwrap_or_default()
+    }
+
+    /// Skips white space; the next byte, if any.
+    #[inline]
+    pub(crate) fn peek(&mut self) -> Option<u8> {
+        while let Some(&b) = self.buf.get(self.pos) {
+            if !matches!(b, b' ' | b'\n' | b'\t' | b'\r') {
+                return Some(b);
+            }
+            self.pos += 1;
+        }
+        None
+    }
+
+    /// Consumes `b` (after white space) or fails.
+    #[inline]
+    pub(crate) fn expect(&mut self, b: u8) -> Result<(), StreamError> {
+        if self.peek() == Some(b) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(StreamError::Syntax)
+        }
+    }
+
+    /// After a member or element: `true` if a `,` follows (consumed), `false` at `close`
+    /// (consumed).
+    #[inline]
+    pub(crate) fn more(&mut self, close: u8) -> Result<bool, StreamError> {
+        match self.peek() {
+            Some(b',') => {
+                self.pos += 1;
+                Ok(true)
+            }
+            Some(b) if b == close => {
+                self.pos += 1;
+                Ok(false)
+            }
+            _ => Err(StreamError::Syntax),
+        }
+    }
+
+    /// After `[` or `{`: `true` if the container is empty (`close` consumed).
+    pub(crate) fn empty(&mut self, close: u8) -> bool {
+        if self.peek() == Some(close) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Succeeds only at the end of the input (white space aside).
+    pub(crate) fn end(&mut self) -> Result<(), StreamError> {
+        match self.peek() {
+            None => Ok(()),
+            Some(_) => Err(StreamError::Syntax),
+        }
+    }
+
+    /// Scans a string starting at its opening quote.
+    pub(crate) fn string(&mut self) -> Result<Str<'a>, StreamError> {
+        self.expect(b'"')?;
+        self.string_body()
+    }
+
+    /// Scans a string after its opening quote.
+    fn string_body(&mut self) -> Result<Str<'a>, StreamError> {
+        let start = self.pos;
+        let mut escaped = false;
+        let mut ascii = true;
+        loop {
+            self.plain_run();
+            match self.buf.get(self.pos) {
+                Some(b'"') => break,
+                Some(b'\\') => {
+                    escaped = true;
+                    self.pos += 1;
+                    self.escape()?;
+                }
+                Some(&b) if b >= 0x80 => {
+                    ascii = false;
+                    self.pos += 1;
+                }
+                _ => return Err(StreamError::Syntax),
+            }
+        }
+        let raw = self.slice(start, self.pos);
+        self.pos += 1;
+        if !ascii && std::str::from_utf8(raw).is_err() {
+            return Err(StreamError::Syntax);
+        }
+        Ok(Str { raw, escaped })
+    }
+
+    /// Passes over plain string bytes, eight at a time while none of them needs a look.
+    #[inline]
+    fn plain_run(&mut self) {
+        while let Some(chunk) = self.buf.get(self.pos..self.pos + 8) {
+            let Ok(word) = <[u8; 8]>::try_from(chunk) else {
+                break;
+            };
+            if needs_look(u64::from_le_bytes(word)) {
+                break;
+            }
+            self.pos += 8;
+        }
+        while self
+            .buf
+            .get(self.pos)
+            .is_some_and(|&b| PLAIN[usize::from(b)])
+        {
+            self.pos += 1;
+        }
+    }
+
+    /// Validates one escape after its backslash.
+    fn escape(&mut self) -> Result<(), StreamError> {
+        let b = *self.buf.get(self.pos).ok_or(StreamError::Syntax)?;
+        self.pos += 1;
+        match b {
+            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Ok(()),
+            b'u' => {
+                let n = self.hex4()?;
+                match n {
+                    0xDC00..=0xDFFF => Err(StreamError::Syntax),
+                    0xD800..=0xDBFF => {
+                        if self.buf.get(self.pos..self.pos + 2) != Some(b"\\u") {
+                            return Err(StreamError::Syntax);
+                        }
+                        self.pos += 2;
+                        match self.hex4()? {
+                            0xDC00..=0xDFFF => Ok(()),
+                            _ => Err(StreamError::Syntax),
+                        }
+                    }
+                    _ => Ok(()),
+                }
+            }
+            _ => Err(StreamError::Syntax),
+        }
+    }
+
+    fn hex4(&mut self) -> Result<u16, StreamError> {
+        let digits = self
+            .buf
+            .get(self.pos..self.pos + 4)
+            .ok_or(StreamError::Syntax)?;
+        self.pos += 4;
+        hex4(digits)
+    }
+
+    /// Scans a number; its text as written.
+    pub(crate) fn number(&mut self) -> Result<&'a [u8], StreamError> {
+        let start = self.pos;
+        if self.buf.get(self.pos) == Some(&b'-') {
+            self.pos += 1;
+        }
+        match self.buf.get(self.pos) {
+            Some(b'0') => self.pos += 1,
+            Some(b'1'..=b'9') => self.digits(),
+            _ => return Err(StreamError::Syntax),
+        }
+        if self.buf.get(self.pos) == Some(&b'.') {
+            self.pos += 1;
+            self.some_digits()?;
+        }
+        if matches!(self.buf.get(self.pos), Some(b'e' | b'E')) {
+            self.pos += 1;
+            if matches!(self.buf.get(self.pos), Some(b'+' | b'-')) {
+                self.pos += 1;
+            }
+            self.some_digits()?;
+        }
+        // serde_json reads `01` as an error, not as `0` followed by garbage; so do we (the
+        // caller's delimiter check refuses it too).
+        Ok(self.slice(start, self.pos))
+    }
+
+    fn digits(&mut self) {
+        while self.buf.get(self.pos).is_some_and(u8::is_ascii_digit) {
+            self.pos += 1;
+        }
+    }
+
+    fn some_digits(&mut self) -> Result<(), StreamError> {
+        let start = self.pos;
+        self.digits();
+        if self.pos == start {
+            Err(StreamError::Syntax)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Scans `true`, `false` or `null`.
+    pub(crate) fn literal(&mut self) -> Result<(), StreamError> {
+        let rest = self.buf.get(self.pos..).unwrap_or_default();
+        for word in [&b"true"[..], b"false", b"null"] {
+            if rest.starts_with(word) {
+                self.pos += word.len();
+                return Ok(());
+            }
+        }
+        Err(StreamError::Syntax)
+    }
+
+    /// Marks the start of an object's keys for [`Scanner::key`] / [`Scanner::close_object`].
+    pub(crate) fn open_object(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Scans a member's key and its `:`; remembers the key for the duplicate check.
+    pub(crate) fn key(&mut self) -> Result<Str<'a>, StreamError> {
+        if self.peek() != Some(b'"') {
+            return Err(StreamError::Syntax);
+        }
+        self.pos += 1;
+        let start = self.pos;
+        let key = self.string_body()?;
+        self.remember(key, start)?;
+        self.expect(b':')?;
+        Ok(key)
+    }
+
+    /// Records a key (its decoded bytes) for the duplicate check.
+    fn remember(&mut self, key: Str<'a>, start: usize) -> Result<(), StreamError> {
+        let k = if key.escaped {
+            let mut text = String::with_capacity(key.raw.len());
+            unescape(key.raw, &mut text)?;
+            let at = self.decoded.len();
+            self.decoded.extend_from_slice(text.as_bytes());
+            Key::new(at, text.len(), true)?
+        } else {
+            Key::new(start, key.raw.len(), false)?
+        };
+        self.keys.push(k);
+        Ok(())
+    }
+
+    fn key_bytes(&self, k: Key) -> &[u8] {
+        let (from, to) = (k.start, k.start + k.len as usize);
+        if k.decoded {
+            self.decoded.get(from..to).unwrap_or_default()
+        } else {
+            self.buf.get(from..to).unwrap_or_default()
+        }
+    }
+
+    /// Ends an object opened at `mark`: refuses it if it named a key twice.
+    pub(crate) fn close_object(&mut self, mark: usize) -> Result<(), StreamError> {
+        let keys = self.keys.get(mark..).unwrap_or_default();
+        // Small objects (the common case) compare pairwise, mostly on lengths; big ones sort.
+        let duplicate = if keys.len() <= 16 {
+            keys.iter().enumerate().any(|(i, &a)| {
+                keys.get(i + 1..)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|&b| a.len == b.len && self.key_bytes(a) == self.key_bytes(b))
+            })
+        } else {
+            let mut sorted: Vec<&[u8]> = keys.iter().map(|&k| self.key_bytes(k)).collect();
+            sorted.sort_unstable();
+            sorted.windows(2).any(|w| w.first() == w.get(1))
+        };
+        self.keys.truncate(mark);
+        if duplicate {
+            Err(StreamError::DuplicateKey)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Validates the value that starts here (at `depth` open containers) and passes over it.
+    ///
+    /// One loop, no recursion: the kinds of the containers opened here are bits of `kinds`
+    /// (nesting is bounded by [`MAX_NESTING`] < 128), object frames are marks into `keys`.
+    pub(crate) fn skip(&mut self, depth: usize) -> Result<(), StreamError> {
+        let mut marks = std::mem::take(&mut self.marks);
+        marks.clear();
+        let result = self.skip_with(depth, &mut marks);
+        self.marks = marks;
+        result
+    }
+
+    fn skip_with(&mut self, depth: usize, marks: &mut Vec<usize>) -> Result<(), StreamError> {
+        let mut kinds: u128 = 0;
+        let mut open = 0usize;
+        loop {
+            // A value.
+            match self.peek() {
+                Some(b'{') => {
+                    nest(depth + open)?;
+                    self.pos += 1;
+                    if !self.empty(b'}') {
+                        kinds |= 1 << open;
+                        open += 1;
+                        marks.push(self.keys.len());
+                        self.key()?;
+                        continue;
+                    }
+                }
+                Some(b'[') => {
+                    nest(depth + open)?;
+                    self.pos += 1;
+                    if !self.empty(b']') {
+                        kinds &= !(1 << open);
+                        open += 1;
+                        continue;
+                    }
+                }
+                Some(b'"') => {
+                    self.pos += 1;
+                    self.string_body()?;
+                }
+                Some(b'-' | b'0'..=b'9') => {
+                    self.number()?;
+                }
+                Some(b't' | b'f' | b'n') => self.literal()?,
+                _ => return Err(StreamError::Syntax),
+            }
+            // After a value: close what ends here, then the next member or element.
+            loop {
+                let Some(level) = open.checked_sub(1) else {
+                    return Ok(());
+                };
+                let object = kinds & (1 << level) != 0;
+                match self.peek() {
+                    Some(b',') => {
+                        self.pos += 1;
+                        if object {
+                            self.key()?;
+                        }
+                        break;
+                    }
+                    Some(b'}') if object => {
+                        self.pos += 1;
+                        open = level;
+                        let mark = marks.pop().unwrap_or(self.keys.len());
+                        self.close_object(mark)?;
+                    }
+                    Some(b']') if !object => {
+                        self.pos += 1;
+                        open = level;
+                    }
+                    _ => return Err(StreamError::Syntax),
+                }
+            }
+        }
+    }
+}
+
+/// A remembered key: a range of the input, or of the decoded-keys buffer.
+#[derive(Debug, Clone, Copy)]
+struct Key {
+    start: usize,
+    len: u32,
+    decoded: bool,
+}
+
+impl Key {
+    fn new(start: usize, len: usize, decoded: bool) -> Result<Self, StreamError> {
+        let len = u32::try_from(len).map_err(|_| StreamError::Syntax)?;
+        Ok(Self {
+            start,
+            len,
+            decoded,
+        })
+    }
+}
+
+/// Whether any byte of `w` is `"`, `\\`, a control character or not ASCII (the usual
+/// zero-byte test: `(v - 0x01…) & !v` has a high bit set exactly where a byte of `v` is zero,
+/// below its first zero byte at least, which is all an "any" test needs).
+#[inline]
+fn needs_look(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v;
+    let quote = zero(w ^ (ONES * u64::from(b'"')));
+    let backslash = zero(w ^ (ONES * u64::from(b'\\')));
+    let control = w.wrapping_sub(ONES * 0x20) & !w;
+    (quote | backslash | control | w) & HIGH != 0
+}
+
+/// The depth inside a container opened at `depth`, or the nesting error.
+pub(crate) fn nest(depth: usize) -> Result<usize, StreamError> {
+    if depth >= MAX_NESTING {
+        Err(StreamError::TooDeep)
+    } else {
+        Ok(depth + 1)
+    }
+}
+
+fn hex4(digits: &[u8]) -> Result<u16, StreamError> {
+    let mut n: u16 = 0;
+    for &d in digits {
+        let v = match d {
+            b'0'..=b'9' => d - b'0',
+            b'a'..=b'f' => d - b'a' + 10,
+            b'A'..=b'F' => d - b'A' + 10,
+            _ => return Err(StreamError::Syntax),
+        };
+        n = (n << 4) | u16::from(v);
+    }
+    Ok(n)
+}
+
+/// Decodes the escapes of an already validated string body into `out`.
+fn unescape(raw: &[u8], out: &mut String) -> Result<(), StreamError> {
+    let text = std::str::from_utf8(raw).map_err(|_| StreamError::Syntax)?;
+    let mut rest = text;
+    while let Some(i) = rest.find('\\') {
+        out.push_str(rest.get(..i).unwrap_or_default());
+        let tail = rest.get(i + 1..).unwrap_or_default();
+        let esc = tail
+            .as_bytes()
+            .first()
+            .copied()
+            .ok_or(StreamError::Syntax)?;
+        let mut used = 1;
+        let c = match esc {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => {
+                let hi = u32::from(hex4(tail.as_bytes().get(1..5).unwrap_or_default())?);
+                used = 5;
+                let code = if (0xD800..0xDC00).contains(&hi) {
+                    let lo = u32::from(hex4(tail.as_bytes().get(7..11).unwrap_or_default())?);
+                    used = 11;
+                    0x10000 + ((hi - 0xD800) << 10) + (lo.wrapping_sub(0xDC00) & 0x3FF)
+                } else {
+                    hi
+                };
+                char::from_u32(code).ok_or(StreamError::Syntax)?
+            }
+            _ => return Err(StreamError::Syntax),
+        };
+        out.push(c);
+        rest = tail.get(used..).ok_or(StreamError::Syntax)?;
+    }
+    out.push_str(rest);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn the_word_test_agrees_with_the_byte_table(word in any::<[u8; 8]>()) {
+            let slow = word.iter().any(|&b| !PLAIN[usize::from(b)]);
+            prop_assert_eq!(needs_look(u64::from_le_bytes(word)), slow);
+        }
+
+        #[test]
+        fn plain_runs_stop_where_the_table_says(bytes in prop::collection::vec(prop_oneof![Just(b'a'), Just(b'"'), Just(b'\\'), Just(0x1f), Just(0x80), Just(b' ')], 0..40)) {
+            let mut sc = Scanner::new(&bytes);
+            sc.plain_run();
+            let expected = bytes.iter().position(|&b| !PLAIN[usize::from(b)]).unwrap_or(bytes.len());
+            prop_assert_eq!(sc.pos(), expected);
+        }
+    }
+}
