@@ -214,6 +214,9 @@ def verify(folder, given, spki):
 
 
 def main(argv):
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__)
+        return 0
     args, opts = [], {}
     it = iter(argv)
     for a in it:
