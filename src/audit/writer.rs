@@ -67,6 +67,16 @@ pub(crate) enum Msg {
     Die,
 }
 
+impl Msg {
+    fn into_job(self) -> Job {
+        match self {
+            Self::Append(job) => job,
+            #[cfg(test)]
+            Self::Die => panic!("audit writer told to die"),
+        }
+    }
+}
+
 /// How many failed batches [`Progress`] remembers.
 const KEPT_FAILURES: usize = 64;
 
@@ -174,21 +184,16 @@ impl Writer {
                     Err(_) => break,
                 },
             };
-            let first = match first {
-                Msg::Append(job) => job,
-                #[cfg(test)]
-                Msg::Die => panic!("audit writer told to die"),
-            };
+            let first = first.into_job();
             let mut pending = first.entries.len();
             let mut jobs = vec![first];
             while pending < MAX_BATCH {
                 match rx.try_recv() {
-                    Ok(Msg::Append(job)) => {
+                    Ok(msg) => {
+                        let job = msg.into_job();
                         pending += job.entries.len();
                         jobs.push(job);
                     }
-                    #[cfg(test)]
-                    Ok(Msg::Die) => panic!("audit writer told to die"),
                     Err(_) => break,
                 }
             }
