@@ -296,25 +296,32 @@ impl AuditLog {
         self.durable(ticket).await
     }
 
-    /// Appends a record without waiting for its fsync: it joins the writer's next batch.
-    /// For refusals made before authentication (nothing is released but an error, and the
-    /// record names no subject): a crash within about one fsync may lose such a record, which
-    /// is the trade-off for not letting unauthenticated noise cost an fsync wait each. At
-    /// most [`MAX_LAZY_PENDING`] lazy records are queued; past that this waits for
-    /// durability like [`AuditLog::append`], so a flood cannot grow memory.
+    /// Appends a record without waiting for its fsync: it joins the writer's next batch and
+    /// returns once that batch is written (visible to every reader), before its fsync. For
+    /// refusals made before authentication (nothing is released but an error, and the record
+    /// names no subject): a crash within about one fsync may lose such a record, which is the
+    /// trade-off for not letting unauthenticated noise cost an fsync wait each. At most
+    /// [`MAX_LAZY_PENDING`] lazy records are queued; past that this waits for durability like
+    /// [`AuditLog::append`], so a flood cannot grow memory.
     pub async fn append_lazy(&self, entry: AuditEntry) -> Result<(), AuditError> {
         let pending = &self.inner.shared.lazy_pending;
         if pending.fetch_add(1, Ordering::AcqRel) >= MAX_LAZY_PENDING {
             pending.fetch_sub(1, Ordering::AcqRel);
             return self.append(entry).await;
         }
-        match self.submit(vec![Prepared::new(&entry)], true) {
-            Ok(_) => Ok(()),
+        let ticket = match self.submit(vec![Prepared::new(&entry)], true) {
+            Ok(t) => t,
             Err(e) => {
                 pending.fetch_sub(1, Ordering::AcqRel);
-                Err(e)
+                return Err(e);
             }
-        }
+        };
+        let mut rx = self.inner.progress.clone();
+        let progress = rx
+            .wait_for(|p| p.written >= ticket || p.done >= ticket)
+            .await
+            .map_err(|_| AuditError::Closed)?;
+        progress.outcome(ticket)
     }
 
     /// Lazy records queued and not yet written.

@@ -93,6 +93,8 @@ pub(crate) struct Failure {
 pub(crate) struct Progress {
     /// Every ticket up to this one is finished: durable, or in a failed batch.
     pub(crate) done: u64,
+    /// Every ticket up to this one is written (visible to readers), maybe not yet fsync'd.
+    pub(crate) written: u64,
     /// The latest failed batches, oldest first.
     pub(crate) failures: VecDeque<Failure>,
     /// The last ticket of a failure no longer kept (0 if none was dropped).
@@ -224,12 +226,15 @@ impl Writer {
             .sum();
         let entries: Vec<Prepared> = jobs.into_iter().flat_map(|j| j.entries).collect();
         let n = entries.len();
-        let result = self.write_batch(&entries);
+        let result = self.write_batch(&entries, Some(last));
         self.shared.lazy_pending.fetch_sub(lazy, Ordering::AcqRel);
         match result {
             Ok(()) => {
                 self.shared.healthy.store(true, Ordering::Release);
-                self.progress.send_modify(|p| p.done = last);
+                self.progress.send_modify(|p| {
+                    p.done = last;
+                    p.written = last;
+                });
             }
             Err(e) => {
                 self.shared.healthy.store(false, Ordering::Release);
@@ -253,7 +258,9 @@ impl Writer {
         }
     }
 
-    fn write_batch(&mut self, entries: &[Prepared]) -> Result<(), AuditError> {
+    /// Writes and fsyncs `entries`; once written (before the fsync) publishes `ticket` as
+    /// written, for lazy appenders.
+    fn write_batch(&mut self, entries: &[Prepared], ticket: Option<u64>) -> Result<(), AuditError> {
         if self.recheck {
             self.recheck_tail()?;
         }
@@ -270,7 +277,11 @@ impl Writer {
         let (Some(file), Some(path)) = (self.file.as_mut(), self.path.as_ref()) else {
             return Err(AuditError::WriteFailed("no open segment".to_owned()));
         };
+        let progress = &self.progress;
         let written = file.write_all(&buf).and_then(|()| {
+            if let Some(t) = ticket {
+                progress.send_modify(|p| p.written = t);
+            }
             let started = Instant::now();
             file.sync_data()?;
             self.shared.metrics.fsync(started.elapsed().as_secs_f64());
@@ -481,7 +492,7 @@ impl Writer {
             "retention",
             200,
         );
-        if let Err(e) = self.write_batch(&[Prepared::new(&entry)]) {
+        if let Err(e) = self.write_batch(&[Prepared::new(&entry)], None) {
             tracing::error!(error = %e, "audit log: the retention record was not written");
         }
     }
