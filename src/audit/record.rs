@@ -174,6 +174,7 @@ impl AuditEntry {
             status,
             fields_removed: Vec::new(),
             redactions: BTreeMap::new(),
+            collection: None,
         }
     }
 }
