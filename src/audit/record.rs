@@ -501,8 +501,8 @@ pub(crate) mod tests {
             format!("{line} "),
             line.replacen("{", "{\"status\":500,", 1),
             line.replacen(
-                "\"caller\":\"crm\",\"consent\":\"granted\"",
-                "\"consent\":\"granted\",\"caller\":\"crm\"",
+                "\"caller\":\"crm\",\"collection\":null",
+                "\"collection\":null,\"caller\":\"crm\"",
                 1,
             ),
         ];

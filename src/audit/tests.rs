@@ -735,8 +735,8 @@ async fn a_byte_edit_that_parses_the_same_fails_verify_and_open() {
         original[2].replacen("\"method\":", "\"method\": ", 1),
         original[2].replacen("\"GET\"", "\"\\u0047ET\"", 1),
         original[2].replacen(
-            "\"caller\":\"crm\",\"consent\":\"granted\"",
-            "\"consent\":\"granted\",\"caller\":\"crm\"",
+            "\"caller\":\"crm\",\"collection\":null",
+            "\"collection\":null,\"caller\":\"crm\"",
             1,
         ),
     ];
