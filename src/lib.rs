@@ -231,6 +231,7 @@ fn audit_config(settings: &Settings) -> audit::AuditConfig {
             config::AuditSync::Always => audit::SyncMode::Always,
         },
         segment_bytes: a.segment_bytes,
+        retention: a.retention,
         checkpoint: a
             .checkpoint_key
             .as_ref()

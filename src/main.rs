@@ -152,7 +152,9 @@ enum PolicyCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Verify the hash chain (and a checkpoint kept off-host); exit 1 at the first bad record.
+    /// Verify the hash chain (and a checkpoint kept off-host); exit 1 at the first bad record,
+    /// and when a checkpoint the result relies on (given, or anchoring a chain shortened by
+    /// retention) could not be checked against a trusted public key ("unverified").
     Verify {
         /// Audit folder (default: `[audit] dir` of consentgate.toml, else data/audit).
         #[arg(long)]
@@ -160,7 +162,7 @@ enum AuditCommand {
         /// A checkpoint (JSON object, or a checkpoints .jsonl file: its last line).
         #[arg(long)]
         checkpoint: Option<PathBuf>,
-        /// Public key (SPKI PEM) to verify the checkpoint's signature with.
+        /// The trusted public key (SPKI PEM) that checkpoint signatures are checked with.
         #[arg(long)]
         public_key: Option<PathBuf>,
     },
@@ -367,20 +369,17 @@ fn audit_command(command: AuditCommand) -> Result<ExitCode> {
                 .as_deref()
                 .map(audit::load_checkpoint_file)
                 .transpose()?;
-            if let (Some(cp), Some(key)) = (&cp, &public_key) {
-                let key =
-                    std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
-                if let Err(e) = audit::verify_checkpoint_signature(cp, &key) {
-                    println!(
-                        "{}",
-                        serde_json::json!({"ok": false, "checkpoint_signature": false, "reason": e.to_string()})
-                    );
-                    return Ok(ExitCode::from(1));
-                }
-            } else if public_key.is_some() {
-                anyhow::bail!("--public-key needs --checkpoint");
-            }
-            let report = audit::verify(&dir, cp.as_ref())?;
+            let key = public_key
+                .as_deref()
+                .map(|k| std::fs::read(k).with_context(|| format!("reading {}", k.display())))
+                .transpose()?;
+            let report = audit::verify_with(
+                &dir,
+                audit::VerifyOptions {
+                    checkpoint: cp.as_ref(),
+                    public_key: key.as_deref(),
+                },
+            )?;
             println!("{}", serde_json::to_string(&report)?);
             Ok(if report.ok {
                 ExitCode::SUCCESS

@@ -1,7 +1,8 @@
 //! A genuine hash chain of sealed records (optionally split over two segments, optionally
-//! with a checkpoint), then one fuzz-chosen tampering. `audit::verify` must accept exactly
-//! when the complete lines are still, record for record, a prefix of the genuine chain (and
-//! reach the checkpoint), and otherwise report the first differing position as `first_bad_seq`.
+//! with a checkpoint), then one fuzz-chosen tampering. `audit::verify` must accept the chain
+//! exactly when the complete lines are still, byte for byte, a prefix of the genuine chain
+//! (and reach the checkpoint), and otherwise report the first differing position as
+//! `first_bad_seq`. A checkpoint checked without a public key never makes the report ok.
 #![no_main]
 
 use std::collections::BTreeMap;
@@ -9,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use consentgate::audit::{
-    AuditEntry, AuditRecord, Checkpoint, ConsentUsed, Decision, GENESIS_PREV, verify,
+    AuditEntry, AuditRecord, Checkpoint, ConsentUsed, Decision, GENESIS_PREV, Signature, verify,
 };
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
@@ -187,9 +188,13 @@ fuzz_target!(|input: Input| {
         buf.extend_from_slice(line.as_bytes());
         buf.push(b'\n');
     }
-    let genuine_values: Vec<Value> = genuine
+    let genuine_lines: Vec<Vec<u8>> = genuine
         .iter()
-        .map(|r| serde_json::from_str(&r.to_line()).expect("sealed line is JSON"))
+        .map(|r| {
+            let line = r.to_line();
+            serde_json::from_str::<Value>(&line).expect("sealed line is JSON");
+            line.into_bytes()
+        })
         .collect();
     let cp = checkpoint.map(|k| {
         let r = &genuine[usize::from(k) % n];
@@ -221,12 +226,11 @@ fuzz_target!(|input: Input| {
         None => std::fs::write(dir.join("00000000000000000001.jsonl"), &tampered).expect("w"),
     }
 
-    // The model: complete lines compared by JSON value with the genuine chain.
+    // The model: complete lines compared byte for byte with the genuine chain (the stored
+    // bytes are what is verified, so an edit that parses the same is a change).
     let complete: Vec<&Vec<u8>> = all.iter().filter(|l| l.ends_with(b"\n")).collect();
     let first_diff = complete.iter().enumerate().find_map(|(i, l)| {
-        let same = genuine_values.get(i).is_some_and(|g| {
-            serde_json::from_slice::<Value>(&l[..l.len() - 1]).is_ok_and(|v| &v == g)
-        });
+        let same = genuine_lines.get(i).is_some_and(|g| &l[..l.len() - 1] == g.as_slice());
         (!same).then_some(i as u64 + 1)
     });
     let m = complete.len() as u64;
@@ -247,7 +251,17 @@ fuzz_target!(|input: Input| {
                 assert_eq!(report.first_bad_seq, Some(m + 1), "{report:?}");
                 assert_eq!(report.records, m);
             }
-            _ => {
+            Some(_) => {
+                // The chain holds, but the checkpoint's signature was not checked.
+                assert!(!report.ok, "an unverified checkpoint was reported ok");
+                assert_eq!(report.first_bad_seq, None, "{report:?}");
+                assert_eq!(
+                    report.checkpoint.as_ref().map(|c| c.signature),
+                    Some(Signature::Unverified)
+                );
+                assert_eq!(report.records, m);
+            }
+            None => {
                 assert!(
                     report.ok,
                     "an untouched prefix of the chain was rejected: {report:?}"

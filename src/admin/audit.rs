@@ -110,7 +110,19 @@ pub(crate) async fn verify(
 ) -> Result<Response<Body>, GatewayError> {
     require(state, headers, "audit:read")?;
     let dir = state.audit.dir().to_path_buf();
-    let report = blocking(move || audit::verify(&dir, None)).await?;
+    // The server trusts its own checkpoint key for the checkpoint that anchors a chain
+    // shortened by retention.
+    let key = state.audit.checkpoint_public_key().map(<[u8]>::to_vec);
+    let report = blocking(move || {
+        audit::verify_with(
+            &dir,
+            audit::VerifyOptions {
+                checkpoint: None,
+                public_key: key.as_deref(),
+            },
+        )
+    })
+    .await?;
     Ok(json(
         StatusCode::OK,
         &serde_json::to_value(&report).unwrap_or_default(),
@@ -185,6 +197,8 @@ pub(crate) async fn report(
         Ok((out, omitted))
     })
     .await?;
+    let dir = state.audit.dir().to_path_buf();
+    let since = blocking(move || audit::retained_since(&dir)).await?;
     let generated = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
@@ -196,6 +210,9 @@ pub(crate) async fn report(
         "consent_history": receipts,
         "accesses": accesses,
         "accesses_omitted": omitted,
+        // How far back the access log reaches (older records were deleted by retention).
+        "accesses_since": since.as_ref().map(|(_, ts)| ts.clone()),
+        "audit_first_seq": since.map(|(seq, _)| seq),
     });
     match format.as_deref() {
         None | Some("json") => Ok(json(StatusCode::OK, &doc)),
@@ -300,9 +317,10 @@ fn render_html(doc: &serde_json::Value) -> String {
     let mut out = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Access report for {subject}</title>\
          <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #999;padding:4px 8px;text-align:left}}</style></head><body>\
-         <h1>Access report for data subject {subject}</h1><p>Generated {} · region {}</p>",
+         <h1>Access report for data subject {subject}</h1><p>Generated {} · region {} · accesses recorded since {}</p>",
         escape_html(&s(&doc["generated_at"])),
-        escape_html(&s(&doc["region"]))
+        escape_html(&s(&doc["region"])),
+        escape_html(&s(&doc["accesses_since"]))
     );
     html_table(
         &mut out,
@@ -332,12 +350,37 @@ fn render_html(doc: &serde_json::Value) -> String {
     out
 }
 
+/// Markdown text that renders as exactly `v`'s text: HTML's `<`, `>`, `&`, `"` as entities
+/// (no raw HTML gets through), every other ASCII punctuation that Markdown could read as
+/// syntax (emphasis, links, images, code, tables, autolinks, escapes) backslash-escaped,
+/// line breaks and other control characters as spaces. Used for every value in the report,
+/// since caller names, routes and paths come from outside.
 fn md_cell(v: &serde_json::Value) -> String {
-    s(v).replace('|', "\\|").replace('\n', " ")
+    md_escape(&s(v))
+}
+
+fn md_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\\' | '`' | '*' | '_' | '{' | '}' | '[' | ']' | '(' | ')' | '#' | '+' | '!' | '|'
+            | '~' | ':' | '@' | '=' | '-' | '.' | '\'' | '$' | '^' | '%' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn md_table(out: &mut String, title: &str, cols: &[(&str, &str)], items: &[serde_json::Value]) {
-    let _ = writeln!(out, "\n## {title}\n");
+    let _ = writeln!(out, "\n## {}\n", md_escape(title));
     if items.is_empty() {
         out.push_str("None.\n");
         return;
@@ -353,10 +396,11 @@ fn md_table(out: &mut String, title: &str, cols: &[(&str, &str)], items: &[serde
 
 fn render_markdown(doc: &serde_json::Value) -> String {
     let mut out = format!(
-        "# Access report for data subject {}\n\nGenerated {} · region {}\n",
+        "# Access report for data subject {}\n\nGenerated {} · region {} · accesses recorded since {}\n",
         md_cell(&doc["subject"]),
         md_cell(&doc["generated_at"]),
-        md_cell(&doc["region"])
+        md_cell(&doc["region"]),
+        md_cell(&doc["accesses_since"])
     );
     md_table(
         &mut out,
@@ -391,6 +435,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn markdown_cells_carry_no_html_or_markdown_syntax() {
+        let nasty = "<img src=x onerror=alert(1)> [click](javascript:alert(1)) ![i](http://x/p.png) **b** `c` | d \\ e\nf <https://x> www.example.com a@b.example ~~s~~ _u_ &amp;";
+        let out = md_escape(nasty);
+        assert!(!out.contains(['<', '>', '\n']), "{out}");
+        assert!(out.contains("&amp;amp;"), "{out}");
+        // Every Markdown-significant character is escaped.
+        let chars: Vec<char> = out.chars().collect();
+        for (i, c) in chars.iter().enumerate() {
+            if "*_[]()!|~`:@".contains(*c) {
+                assert_eq!(chars[i - 1], '\\', "{c} at {i} in {out}");
+            }
+        }
+        assert!(out.contains("javascript\\:") && out.contains("https\\:") && out.contains("a\\@b"));
+        // Every escape is of ASCII punctuation, so the rendered text is the original.
+        let doc = serde_json::json!({"subject": "c-1", "generated_at": "t", "region": "eu",
+            "consents": [], "consent_history": [], "accesses_since": null,
+            "accesses": [{"ts": "t", "caller": nasty, "purpose": "p", "decision": "allow",
+                          "reason": "r", "status": 200, "fields_removed": [nasty], "redactions": {}}]});
+        let md = render_markdown(&doc);
+        assert!(!md.contains("<img") && !md.contains("[click]"));
+    }
+
+    #[test]
     fn html_is_escaped_and_markdown_pipes_too() {
         let doc = serde_json::json!({"subject": "<c-1>", "generated_at": "t", "region": "eu",
             "consents": [], "consent_history": [],
@@ -403,7 +470,7 @@ mod tests {
                 && !html.contains("<script>")
         );
         let md = render_markdown(&doc);
-        assert!(md.contains("a\\|b") && md.contains("card: 1"));
+        assert!(md.contains("a\\|b") && md.contains("card\\: 1"));
         assert!(!md.contains("further accesses"));
         let mut big = doc.clone();
         big["accesses_omitted"] = 5.into();

@@ -127,9 +127,13 @@ async fn dispatch(
             } else {
                 StatusCode::SERVICE_UNAVAILABLE
             };
+            let audit = serde_json::json!({
+                "writer_alive": state.audit.writer_alive(),
+                "chain_head_problem": state.audit.open_problem(),
+            });
             Ok(json(
                 status,
-                &serde_json::json!({"ready": ready, "checks": checks, "store": store}),
+                &serde_json::json!({"ready": ready, "checks": checks, "store": store, "audit": audit}),
             ))
         }
         Handler::Metrics => {
@@ -169,7 +173,7 @@ async fn readiness(state: &State) -> (bool, serde_json::Value, serde_json::Value
     let health = state.store.health().await;
     let store = health.ok;
     let policies = !state.policies.current().is_empty();
-    let audit = state.audit.healthy();
+    let audit = state.audit.ready();
     let mut detail = serde_json::json!({"backend": health.backend, "problem": health.problem});
     if let Some(cache) = state.store.cache_state() {
         detail["change_feed"] = cache.feed_up.into();

@@ -113,6 +113,16 @@ impl Signer {
         }
     }
 
+    /// The raw public key, SPKI DER, for verifying this signer's checkpoints.
+    pub(crate) fn public_key_spki(&self) -> Vec<u8> {
+        let mut spki = match self {
+            Self::Es256(..) => P256_SPKI_PREFIX.to_vec(),
+            Self::Ed25519(_) => ED25519_SPKI_PREFIX.to_vec(),
+        };
+        spki.extend_from_slice(self.public_key());
+        spki
+    }
+
     /// Signs the head `seq`/`hash` at time `ts`.
     pub(crate) fn checkpoint(
         &self,
@@ -239,6 +249,39 @@ pub(crate) fn append_checkpoint(dir: &Path, cp: &Checkpoint) -> Result<(), Audit
             .map_err(|e| AuditError::io(dir, e))?;
     }
     Ok(())
+}
+
+/// Every checkpoint in `<dir>/checkpoints.jsonl`, oldest first (none if there is no file).
+/// Blank lines and a torn last line (no newline, does not parse) are skipped; any other line
+/// that is not a checkpoint is an error.
+pub(crate) fn load_all_checkpoints(dir: &Path) -> Result<Vec<Checkpoint>, AuditError> {
+    let path = dir.join(CHECKPOINT_FILE);
+    let text = match std::fs::read(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(AuditError::io(&path, e)),
+    };
+    let complete = text.last() == Some(&b'\n');
+    let lines: Vec<&[u8]> = text.split(|b| *b == b'\n').collect();
+    let n = lines.len();
+    let mut out = Vec::new();
+    for (i, line) in lines.into_iter().enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match serde_json::from_slice::<Checkpoint>(line) {
+            Ok(cp) => out.push(cp),
+            Err(_) if i + 1 == n && !complete => {}
+            Err(_) => {
+                return Err(AuditError::BadCheckpoint(format!(
+                    "line {} of {} is not a checkpoint",
+                    i + 1,
+                    path.display()
+                )));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The newest checkpoint in `<dir>/checkpoints.jsonl`, if any (reads only the tail).

@@ -1,6 +1,5 @@
 //! Export of matching records as JSON lines or CSV.
 
-use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::io::Write;
 use std::ops::ControlFlow;
@@ -35,50 +34,83 @@ impl FromStr for Format {
     }
 }
 
-const CSV_HEADER: &str = "seq,ts,request_id,caller,subject,purpose,region,route,method,path,decision,reason,policy,consent,status,fields_removed,redactions,collection,prev,hash\r\n";
+/// The CSV columns, in order.
+const CSV_HEADER: [&str; 20] = [
+    "seq",
+    "ts",
+    "request_id",
+    "caller",
+    "subject",
+    "purpose",
+    "region",
+    "route",
+    "method",
+    "path",
+    "decision",
+    "reason",
+    "policy",
+    "consent",
+    "status",
+    "fields_removed",
+    "redactions",
+    "collection",
+    "prev",
+    "hash",
+];
 
 /// Writes every record matching `filter` (oldest first; `filter.limit`, if set, caps
-/// the count) to `out`. CSV: `fields_removed` joined by `;`, `redactions` as
-/// `name=count;…`, absent values empty, fields quoted per RFC 4180 (CRLF line ends).
-/// Values are written as recorded (no spreadsheet-formula escaping). Returns the
-/// number of records written.
+/// the count) to `out`. CSV (RFC 4180 through the `csv` crate, CRLF line ends): a header
+/// row, `fields_removed` joined by `;`, `redactions` as `name=count;…`, absent values
+/// empty, and every cell that a spreadsheet would take for a formula (one starting with
+/// `=`, `+`, `-`, `@`, a tab or a CR) prefixed with `'`, so that opening an export never
+/// runs what a caller put into a name or a path. JSON lines are the records as stored.
+/// Returns the number of records written.
 pub fn export(
     dir: &Path,
     filter: &Filter,
     format: Format,
     out: &mut dyn Write,
 ) -> Result<u64, AuditError> {
-    if format == Format::Csv {
-        out.write_all(CSV_HEADER.as_bytes())
-            .map_err(AuditError::Export)?;
-    }
     let cap = filter.limit.map_or(u64::MAX, |l| l as u64);
     let mut n = 0u64;
-    let mut row = String::new();
-    scan_from(dir, filter, 1, |line, record| {
-        if n >= cap {
-            return Ok(ControlFlow::Break(()));
+    match format {
+        Format::Csv => {
+            let csv_error = |e: csv::Error| match e.into_kind() {
+                csv::ErrorKind::Io(io) => AuditError::Export(io),
+                other => AuditError::Export(std::io::Error::other(format!("{other:?}"))),
+            };
+            let mut w = csv::WriterBuilder::new()
+                .terminator(csv::Terminator::CRLF)
+                .from_writer(out);
+            w.write_record(CSV_HEADER).map_err(csv_error)?;
+            scan_from(dir, filter, 1, |_, record| {
+                if n >= cap {
+                    return Ok(ControlFlow::Break(()));
+                }
+                w.write_record(csv_cells(record)).map_err(csv_error)?;
+                n += 1;
+                Ok(ControlFlow::Continue(()))
+            })?;
+            w.flush().map_err(AuditError::Export)?;
         }
-        match format {
-            Format::Jsonl => {
+        Format::Jsonl => {
+            scan_from(dir, filter, 1, |line, _| {
+                if n >= cap {
+                    return Ok(ControlFlow::Break(()));
+                }
                 out.write_all(line.as_bytes()).map_err(AuditError::Export)?;
                 out.write_all(b"\n").map_err(AuditError::Export)?;
-            }
-            Format::Csv => {
-                row.clear();
-                csv_row(record, &mut row);
-                out.write_all(row.as_bytes()).map_err(AuditError::Export)?;
-            }
+                n += 1;
+                Ok(ControlFlow::Continue(()))
+            })?;
+            out.flush().map_err(AuditError::Export)?;
         }
-        n += 1;
-        Ok(ControlFlow::Continue(()))
-    })?;
-    out.flush().map_err(AuditError::Export)?;
+    }
     Ok(n)
 }
 
-/// Appends `record` as one CSV row (with CRLF).
-pub(crate) fn csv_row(r: &AuditRecord, out: &mut String) {
+/// `record`'s CSV cells, neutralised.
+pub(crate) fn csv_cells(r: &AuditRecord) -> Vec<String> {
     let opt = |v: &Option<String>| v.clone().unwrap_or_default();
     let redactions = r
         .redactions
@@ -90,7 +122,7 @@ pub(crate) fn csv_row(r: &AuditRecord, out: &mut String) {
             let _ = write!(acc, "{name}={count}");
             acc
         });
-    let fields = [
+    [
         r.seq.to_string(),
         r.ts.clone(),
         r.request_id.clone(),
@@ -118,24 +150,19 @@ pub(crate) fn csv_row(r: &AuditRecord, out: &mut String) {
         }),
         r.prev.clone(),
         r.hash.clone(),
-    ];
-    for (i, field) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(&csv_field(field));
-    }
-    out.push_str("\r\n");
+    ]
+    .into_iter()
+    .map(neutralise)
+    .collect()
 }
 
-/// Quotes a CSV field when it holds a comma, quote, CR or LF, or starts or ends
-/// with a space; quotes inside are doubled.
-pub(crate) fn csv_field(s: &str) -> Cow<'_, str> {
-    let needs = s.contains([',', '"', '\r', '\n']) || s.starts_with(' ') || s.ends_with(' ');
-    if needs {
-        Cow::Owned(format!("\"{}\"", s.replace('"', "\"\"")))
+/// Prefixes `'` to a cell that a spreadsheet would evaluate as a formula (OWASP's CSV
+/// injection advice): one starting with `=`, `+`, `-`, `@`, a tab or a carriage return.
+pub(crate) fn neutralise(cell: String) -> String {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}")
     } else {
-        Cow::Borrowed(s)
+        cell
     }
 }
 
@@ -146,42 +173,60 @@ mod tests {
     use crate::audit::record::GENESIS_PREV;
     use crate::audit::record::tests::entry;
 
-    #[test]
-    fn csv_quoting() {
-        assert_eq!(csv_field("plain"), "plain");
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_field("line\nbreak"), "\"line\nbreak\"");
-        assert_eq!(csv_field("cr\r"), "\"cr\r\"");
-        assert_eq!(csv_field(" pad"), "\" pad\"");
-        assert_eq!(csv_field(""), "");
+    fn csv_of(records: &[AuditRecord]) -> String {
+        let mut out = Vec::new();
+        {
+            let mut w = csv::WriterBuilder::new()
+                .terminator(csv::Terminator::CRLF)
+                .from_writer(&mut out);
+            for r in records {
+                w.write_record(csv_cells(r)).unwrap();
+            }
+        }
+        String::from_utf8(out).unwrap()
     }
 
     #[test]
-    fn csv_row_joins_lists_and_maps() {
+    fn formula_cells_are_neutralised() {
+        for bad in ["=1+2", "+1", "-1", "@SUM(A1)", "\tx", "\rx"] {
+            assert_eq!(neutralise(bad.to_owned()), format!("'{bad}"));
+        }
+        for good in ["plain", "a=b", "", "1"] {
+            assert_eq!(neutralise(good.to_owned()), good);
+        }
+    }
+
+    #[test]
+    fn csv_rows_quote_and_neutralise_outside_text() {
         let mut e = entry("al,ice");
+        e.caller = Some("=HYPERLINK(\"http://x\")".into());
         e.fields_removed = vec!["$.a".into(), "$.b".into()];
         e.redactions.insert("phone".into(), 1);
         e.region = None;
         e.reason = "quote \" here".into();
+        e.request_id = "@cmd".into();
         let r = AuditRecord::seal(e, 9, "2026-01-01T00:00:00.000Z".into(), GENESIS_PREV.into());
-        let mut row = String::new();
-        csv_row(&r, &mut row);
+        let row = csv_of(std::slice::from_ref(&r));
         let expected = format!(
-            "9,2026-01-01T00:00:00.000Z,req-1,crm,\"al,ice\",support,,customers,GET,\"/api/customers/al,ice\",allow,\"quote \"\" here\",eu@abc123,granted,200,$.a;$.b,email=2;phone=1,,{GENESIS_PREV},{}\r\n",
+            "9,2026-01-01T00:00:00.000Z,'@cmd,\"'=HYPERLINK(\"\"http://x\"\")\",\"al,ice\",support,,customers,GET,\"/api/customers/al,ice\",allow,\"quote \"\" here\",eu@abc123,granted,200,$.a;$.b,email=2;phone=1,,{GENESIS_PREV},{}\r\n",
             r.hash
         );
         assert_eq!(row, expected);
+        // Read back with the csv crate: the same cells, one record, 20 columns.
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(row.as_bytes());
+        let back: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].len(), CSV_HEADER.len());
+        assert_eq!(&back[0][3], "'=HYPERLINK(\"http://x\")");
         let mut e = entry("bob");
         e.collection = Some(crate::audit::CollectionPos {
             index: 3,
             count: Some(10),
         });
         let r = AuditRecord::seal(e, 9, "t".into(), GENESIS_PREV.into());
-        let mut row = String::new();
-        csv_row(&r, &mut row);
-        assert!(row.contains(",email=2,3/10,"), "{row}");
-        assert_eq!(CSV_HEADER.matches(',').count(), row.matches(',').count());
+        assert!(csv_of(std::slice::from_ref(&r)).contains(",email=2,3/10,"));
     }
 
     #[test]

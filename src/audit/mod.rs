@@ -8,9 +8,10 @@
 //! - `checkpoints.jsonl`: signed chain-head checkpoints, one JSON object a line.
 //!
 //! Each record's `hash` is `hex(SHA-256(prev ‖ canonical JSON of the record without
-//! "hash"))`, canonical JSON having keys sorted at every level and no whitespace; the
-//! line itself is the canonical JSON of the whole record. [`AuditLog::append`] returns
-//! only after the record is written and fdatasync'd.
+//! "hash"))`, canonical JSON being RFC 8785 (JCS, [`crate::canonical_json`]); the line
+//! itself is the canonical JSON of the whole record, and verification checks those stored
+//! bytes. [`AuditLog::append`] returns only after the record is written and fdatasync'd;
+//! `docs/AUDIT-FORMAT.md` specifies the files for independent verifiers.
 
 mod checkpoint;
 mod error;
@@ -33,7 +34,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 
 pub use checkpoint::{
     CHECKPOINT_FILE, Checkpoint, load_checkpoint_file, read_latest_checkpoint,
@@ -45,13 +46,19 @@ pub use query::{DEFAULT_LIMIT, Filter, MAX_LIMIT, Page, query, scan};
 pub use record::{
     AuditEntry, AuditRecord, CollectionPos, ConsentUsed, Decision, GENESIS_PREV, parse_rfc3339,
 };
-pub use verify::{VerifyReport, verify};
+pub use verify::{CheckpointCheck, Signature, VerifyOptions, VerifyReport, verify, verify_with};
 pub use writer::SyncMode;
 
 use checkpoint::Signer;
 use metrics::Metrics;
+use record::Prepared;
 use recover::recover_tail;
-use writer::{CheckpointPlan, Job, Shared, Writer};
+use writer::{CheckpointPlan, Job, Msg, Progress, Shared, Writer};
+
+/// Most lazy records ([`AuditLog::append_lazy`]) queued at once; past it, lazy appends wait
+/// for their fsync like any other, so a flood slows to the disk's pace instead of growing
+/// memory.
+pub const MAX_LAZY_PENDING: usize = 4096;
 
 /// Default segment size before rotation: 64 MiB.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
@@ -67,6 +74,9 @@ pub struct AuditConfig {
     pub segment_bytes: u64,
     /// Signed checkpoints, if wanted.
     pub checkpoint: Option<CheckpointConfig>,
+    /// Delete whole segments older than this once a signed checkpoint covers them (needs
+    /// `checkpoint`).
+    pub retention: Option<Duration>,
 }
 
 impl AuditConfig {
@@ -77,6 +87,7 @@ impl AuditConfig {
             sync: SyncMode::Group,
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             checkpoint: None,
+            retention: None,
         }
     }
 }
@@ -103,17 +114,30 @@ pub struct AuditLog {
 
 #[derive(Debug)]
 struct Inner {
-    tx: Option<mpsc::Sender<Job>>,
+    submit: Mutex<Option<Submit>>,
+    progress: watch::Receiver<Progress>,
     thread: Option<JoinHandle<()>>,
     shared: Arc<Shared>,
     dir: PathBuf,
     recovered_torn_bytes: u64,
     open_problem: Option<String>,
+    public_key: Option<Vec<u8>>,
+}
+
+/// The sending side: tickets are taken and jobs sent under one lock, so tickets reach the
+/// writer in order.
+#[derive(Debug)]
+struct Submit {
+    tx: mpsc::Sender<Msg>,
+    next_ticket: u64,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        self.tx.take();
+        self.submit
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
         if let Some(thread) = self.thread.take()
             && thread.join().is_err()
         {
@@ -127,9 +151,10 @@ impl AuditLog {
     /// [`AuditLog::recovered_torn_bytes`]), continues the chain from the last whole
     /// record, loads the checkpoint key, and starts the writer thread.
     ///
-    /// A last record that fails verification is reported (tracing error and
-    /// [`AuditLog::open_problem`]) but not fixed, and the log still opens. Only a last
-    /// line that is valid JSON but not a record stops it: the chain head is unknown.
+    /// A last record that fails verification (its hash, its canonical form, its link)
+    /// is reported (tracing error, [`AuditLog::open_problem`], not ready, `/metrics`) but
+    /// not fixed, and the log still opens. Only a last line that is valid JSON but not a
+    /// record stops it: the chain head is unknown.
     pub fn open(config: AuditConfig) -> Result<Self, AuditError> {
         let dir = config.dir;
         std::fs::create_dir_all(&dir).map_err(|e| AuditError::io(&dir, e))?;
@@ -142,6 +167,12 @@ impl AuditLog {
                 every: c.every,
             }),
         };
+        if config.retention.is_some() && checkpoints.is_none() {
+            return Err(AuditError::Key(
+                "audit retention needs a checkpoint key: only signed checkpoints let a shortened chain be verified".to_owned(),
+            ));
+        }
+        let public_key = checkpoints.as_ref().map(|p| p.signer.public_key_spki());
         let latest = match read_latest_checkpoint(&dir) {
             Ok(cp) => cp,
             Err(e) => {
@@ -162,7 +193,10 @@ impl AuditLog {
             healthy: AtomicBool::new(true),
             head_seq: AtomicU64::new(head_seq),
             latest_checkpoint: Mutex::new(latest.clone()),
+            lazy_pending: std::sync::atomic::AtomicUsize::new(0),
+            retention_deleted: AtomicU64::new(0),
         });
+        let (progress, progress_rx) = watch::channel(Progress::default());
         let (path, len) = match recovered.current {
             Some((p, l)) => (Some(p), l),
             None => (None, 0),
@@ -189,6 +223,8 @@ impl AuditLog {
             checkpoints,
             last_checkpoint_seq: latest.map_or(0, |cp| cp.seq.min(head_seq)),
             next_checkpoint_at: None,
+            retention: config.retention,
+            progress,
         };
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
@@ -198,45 +234,130 @@ impl AuditLog {
         tracing::info!(dir = %dir.display(), head_seq, "audit log open");
         Ok(Self {
             inner: Arc::new(Inner {
-                tx: Some(tx),
+                submit: Mutex::new(Some(Submit { tx, next_ticket: 1 })),
+                progress: progress_rx,
                 thread: Some(thread),
                 shared,
                 dir,
                 recovered_torn_bytes: recovered.torn_bytes,
                 open_problem: recovered.problem,
+                public_key,
             }),
         })
     }
 
-    /// Appends a record and returns it once it is written and fsync'd. On error nothing
-    /// of it was acknowledged, and the gateway must answer `503 audit_unavailable`.
-    /// If the future is dropped after sending, the record may still be written.
-    pub async fn append(&self, entry: AuditEntry) -> Result<AuditRecord, AuditError> {
-        self.append_all(vec![entry])
-            .await?
-            .pop()
-            .ok_or(AuditError::Closed)
+    /// Hands `entries` to the writer; returns the job's ticket.
+    fn submit(&self, entries: Vec<Prepared>, lazy: bool) -> Result<u64, AuditError> {
+        let mut guard = self
+            .inner
+            .submit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let submit = guard.as_mut().ok_or(AuditError::Closed)?;
+        let ticket = submit.next_ticket;
+        submit
+            .tx
+            .send(Msg::Append(Job {
+                ticket,
+                entries,
+                lazy,
+            }))
+            .map_err(|_| AuditError::Closed)?;
+        submit.next_ticket += 1;
+        Ok(ticket)
+    }
+
+    /// Waits until `ticket`'s batch is finished and returns its outcome.
+    async fn durable(&self, ticket: u64) -> Result<(), AuditError> {
+        let mut rx = self.inner.progress.clone();
+        let progress = rx
+            .wait_for(|p| p.done >= ticket)
+            .await
+            .map_err(|_| AuditError::Closed)?;
+        progress.outcome(ticket)
+    }
+
+    /// Appends a record and returns once it is written and fsync'd. On error nothing of
+    /// it was acknowledged, and the gateway must answer `503 audit_unavailable`. The record
+    /// is serialised here, in the caller's task; the writer thread only chains it. If the
+    /// future is dropped after sending, the record may still be written.
+    pub async fn append(&self, entry: AuditEntry) -> Result<(), AuditError> {
+        let ticket = self.submit(vec![Prepared::new(&entry)], false)?;
+        self.durable(ticket).await
     }
 
     /// Appends several records in one batch (one write, one fsync, consecutive seqs in
-    /// this order) and returns them once all are durable; all or none are acknowledged.
-    pub async fn append_all(
-        &self,
-        entries: Vec<AuditEntry>,
-    ) -> Result<Vec<AuditRecord>, AuditError> {
+    /// this order) and returns once all are durable; all or none are acknowledged.
+    pub async fn append_all(&self, entries: Vec<AuditEntry>) -> Result<(), AuditError> {
         if entries.is_empty() {
-            return Ok(Vec::new());
+            return Ok(());
         }
-        let (reply, rx) = oneshot::channel();
-        let tx = self.inner.tx.as_ref().ok_or(AuditError::Closed)?;
-        tx.send(Job { entries, reply })
-            .map_err(|_| AuditError::Closed)?;
-        rx.await.map_err(|_| AuditError::Closed)?
+        let ticket = self.submit(entries.iter().map(Prepared::new).collect(), false)?;
+        self.durable(ticket).await
     }
 
-    /// False after a failed batch, until a batch succeeds again (for `/readyz`).
+    /// Appends a record without waiting for its fsync: it joins the writer's next batch and
+    /// returns once that batch is written (visible to every reader), before its fsync. For
+    /// refusals made before authentication (nothing is released but an error, and the record
+    /// names no subject): a crash within about one fsync may lose such a record, which is the
+    /// trade-off for not letting unauthenticated noise cost an fsync wait each. At most
+    /// [`MAX_LAZY_PENDING`] lazy records are queued; past that this waits for durability like
+    /// [`AuditLog::append`], so a flood cannot grow memory.
+    pub async fn append_lazy(&self, entry: AuditEntry) -> Result<(), AuditError> {
+        let pending = &self.inner.shared.lazy_pending;
+        if pending.fetch_add(1, Ordering::AcqRel) >= MAX_LAZY_PENDING {
+            pending.fetch_sub(1, Ordering::AcqRel);
+            return self.append(entry).await;
+        }
+        let ticket = match self.submit(vec![Prepared::new(&entry)], true) {
+            Ok(t) => t,
+            Err(e) => {
+                pending.fetch_sub(1, Ordering::AcqRel);
+                return Err(e);
+            }
+        };
+        let mut rx = self.inner.progress.clone();
+        let progress = rx
+            .wait_for(|p| p.written >= ticket || p.done >= ticket)
+            .await
+            .map_err(|_| AuditError::Closed)?;
+        progress.outcome(ticket)
+    }
+
+    /// Lazy records queued and not yet written.
+    pub fn lazy_pending(&self) -> usize {
+        self.inner.shared.lazy_pending.load(Ordering::Acquire)
+    }
+
+    /// False once the writer thread is gone (it died, or the log is shutting down).
+    pub fn writer_alive(&self) -> bool {
+        self.inner.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Ready to serve (for `/readyz`): [`AuditLog::healthy`], and the chain head verified at
+    /// open ([`AuditLog::open_problem`] is none). A head that fails verification stays
+    /// not ready until an operator has looked (`audit verify`) and restarted.
+    pub fn ready(&self) -> bool {
+        self.healthy() && self.inner.open_problem.is_none()
+    }
+
+    /// The public key (SPKI DER) of the checkpoint signer, when checkpoints are signed:
+    /// what the server's own `verify` trusts.
+    pub fn checkpoint_public_key(&self) -> Option<&[u8]> {
+        self.inner.public_key.as_deref()
+    }
+
+    #[cfg(test)]
+    fn kill_writer(&self) {
+        if let Some(s) = self.inner.submit.lock().unwrap().as_ref() {
+            let _ = s.tx.send(Msg::Die);
+        }
+    }
+
+    /// Whether records can be written: false after a failed batch, until a batch succeeds
+    /// again, and false for good once the writer thread is gone.
     pub fn healthy(&self) -> bool {
-        self.inner.shared.healthy.load(Ordering::Acquire)
+        self.inner.shared.healthy.load(Ordering::Acquire) && self.writer_alive()
     }
 
     /// Bytes of a torn last line truncated at open (0 if none).
@@ -276,9 +397,59 @@ impl AuditLog {
 
     /// Appends the log's metrics (`consentgate_audit_*`) in Prometheus text format.
     pub fn render_prometheus(&self, out: &mut String) {
-        self.inner
-            .shared
-            .metrics
-            .render(out, self.healthy(), self.head_seq());
+        use std::fmt::Write as _;
+        let shared = &self.inner.shared;
+        shared.metrics.render(out, self.healthy(), self.head_seq());
+        let gauges = [
+            (
+                "writer_alive",
+                "1 while the audit writer thread runs, else 0.",
+                u64::from(self.writer_alive()),
+            ),
+            (
+                "chain_head_ok",
+                "1 if the chain head verified when the log was opened, else 0 (run audit verify).",
+                u64::from(self.inner.open_problem.is_none()),
+            ),
+            (
+                "lazy_pending",
+                "Records of refusals before authentication queued, not yet fsync'd.",
+                self.lazy_pending() as u64,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let _ = writeln!(out, "# HELP consentgate_audit_{name} {help}");
+            let _ = writeln!(out, "# TYPE consentgate_audit_{name} gauge");
+            let _ = writeln!(out, "consentgate_audit_{name} {value}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP consentgate_audit_retention_deleted_segments_total Segments deleted by [audit] retention."
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE consentgate_audit_retention_deleted_segments_total counter"
+        );
+        let _ = writeln!(
+            out,
+            "consentgate_audit_retention_deleted_segments_total {}",
+            shared.retention_deleted.load(Ordering::Relaxed)
+        );
     }
+}
+
+/// The oldest retained record's seq and time (none for an empty log): how far back the
+/// log, and so a subject's access report, reaches.
+pub fn retained_since(dir: &Path) -> Result<Option<(u64, String)>, AuditError> {
+    let segments = segment::list_segments(dir)?;
+    let Some(first) = segments.first() else {
+        return Ok(None);
+    };
+    let file = std::fs::File::open(&first.path).map_err(|e| AuditError::io(&first.path, e))?;
+    let mut line = Vec::new();
+    std::io::BufRead::read_until(&mut std::io::BufReader::new(file), b'\n', &mut line)
+        .map_err(|e| AuditError::io(&first.path, e))?;
+    Ok(serde_json::from_slice::<AuditRecord>(&line)
+        .ok()
+        .map(|r| (r.seq, r.ts)))
 }

@@ -12,7 +12,7 @@ use time::format_description::FormatItem;
 use time::macros::format_description;
 
 use super::error::AuditError;
-use crate::canonical_json::to_vec as to_canonical;
+use crate::canonical_json::{self, to_vec as to_canonical};
 use crate::hex::encode as hex;
 
 /// `prev` of the first record: 64 zeros.
@@ -147,6 +147,126 @@ pub struct AuditEntry {
     pub collection: Option<CollectionPos>,
 }
 
+impl AuditEntry {
+    /// An entry with no caller, subject, purpose, region, route or policy, consent `n/a`,
+    /// nothing removed and nothing masked; set the fields that apply.
+    pub fn new(
+        request_id: impl Into<String>,
+        method: impl Into<String>,
+        path: impl Into<String>,
+        decision: Decision,
+        reason: impl Into<String>,
+        status: u16,
+    ) -> Self {
+        Self {
+            request_id: request_id.into(),
+            caller: None,
+            subject: None,
+            purpose: None,
+            region: None,
+            route: None,
+            method: method.into(),
+            path: path.into(),
+            decision,
+            reason: reason.into(),
+            policy: None,
+            consent: ConsentUsed::NotApplicable,
+            status,
+            fields_removed: Vec::new(),
+            redactions: BTreeMap::new(),
+            collection: None,
+        }
+    }
+}
+
+/// The writer's members of a record, in JCS order: everything else comes from the entry.
+const WRITER_KEYS: [&str; 4] = ["hash", "prev", "seq", "ts"];
+
+/// An entry turned into canonical JSON in the requesting task: its members in JCS order,
+/// each followed by a comma, and where the writer's four members (`hash`, `prev`, `seq`,
+/// `ts`) go. The writer thread only splices those in and hashes (see [`Prepared::seal_into`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Prepared {
+    members: Vec<u8>,
+    /// Offsets into `members` of `hash`, `prev`, `seq`, `ts`, ascending.
+    slots: [usize; 4],
+}
+
+impl Prepared {
+    /// Serialises `entry` canonically (any fields it has; a field named like one of the
+    /// writer's is dropped, the writer's value wins).
+    pub(crate) fn new(entry: &AuditEntry) -> Self {
+        // Serializing plain strings, integers and maps cannot fail.
+        let Value::Object(map) = serde_json::to_value(entry).unwrap_or(Value::Null) else {
+            return Self {
+                members: Vec::new(),
+                slots: [0; 4],
+            };
+        };
+        let mut keys: Vec<&str> = map
+            .keys()
+            .map(String::as_str)
+            .filter(|k| !WRITER_KEYS.contains(k))
+            .chain(WRITER_KEYS)
+            .collect();
+        keys.sort_unstable_by(|a, b| a.encode_utf16().cmp(b.encode_utf16()));
+        let mut members = Vec::with_capacity(512);
+        let mut slots = [0; 4];
+        let mut slot = 0;
+        for key in keys {
+            match map.get(key) {
+                Some(value) if !WRITER_KEYS.contains(&key) => {
+                    canonical_json::write_str(key, &mut members);
+                    members.push(b':');
+                    canonical_json::write(value, &mut members);
+                    members.push(b',');
+                }
+                _ => {
+                    slots[slot] = members.len();
+                    slot += 1;
+                }
+            }
+        }
+        Self { members, slots }
+    }
+
+    /// Appends the record's line (canonical JSON, with a trailing newline) to `out` and
+    /// returns its hash: `hex(SHA-256(prev ‖ canonical JSON without "hash"))`.
+    pub(crate) fn seal_into(&self, seq: u64, ts: &str, prev: &str, out: &mut Vec<u8>) -> String {
+        let [h, p, s, t] = self.slots;
+        let m = &self.members;
+        let start = out.len();
+        out.push(b'{');
+        out.extend_from_slice(&m[..h]);
+        let hash_at = out.len();
+        out.extend_from_slice(&m[h..p]);
+        out.extend_from_slice(b"\"prev\":");
+        canonical_json::write_str(prev, out);
+        out.push(b',');
+        out.extend_from_slice(&m[p..s]);
+        out.extend_from_slice(b"\"seq\":");
+        canonical_json::write_u64(seq, out);
+        out.push(b',');
+        out.extend_from_slice(&m[s..t]);
+        out.extend_from_slice(b"\"ts\":");
+        canonical_json::write_str(ts, out);
+        out.push(b',');
+        out.extend_from_slice(&m[t..]);
+        // Every member ends with a comma; the last one's closes the object.
+        if let Some(last) = out.last_mut() {
+            *last = b'}';
+        }
+        let hash = chain_hash(prev, &out[start..]);
+        let mut member = Vec::with_capacity(76);
+        member.extend_from_slice(b"\"hash\":\"");
+        member.extend_from_slice(hash.as_bytes());
+        member.extend_from_slice(b"\",");
+        out.splice(hash_at..hash_at, member);
+        out.push(b'\n');
+        hash
+    }
+}
+
 /// A record as written to the log: one JSON line, hash-chained.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -268,11 +388,15 @@ pub(crate) enum LineCheck {
     Good(Box<AuditRecord>),
     /// The line parses as a record but its hash does not match its content.
     HashMismatch(Box<AuditRecord>),
+    /// The line parses as a record but its bytes are not that record's canonical JSON (an
+    /// edit that re-parses the same: whitespace, escapes, key order, duplicate keys).
+    NotCanonical(Box<AuditRecord>),
     /// The line is not a record (why).
     Malformed(String),
 }
 
-/// Parses one log line and checks its own hash (not its link to the previous record).
+/// Parses one log line and checks that its stored bytes are the canonical JSON of the record
+/// and that its hash matches them (not its link to the previous record).
 pub(crate) fn check_line(line: &[u8]) -> LineCheck {
     let mut value: Value = match serde_json::from_slice(line) {
         Ok(v) => v,
@@ -286,6 +410,9 @@ pub(crate) fn check_line(line: &[u8]) -> LineCheck {
             );
         }
     };
+    if to_canonical(&value) != line {
+        return LineCheck::NotCanonical(Box::new(record));
+    }
     if let Value::Object(map) = &mut value {
         map.remove("hash");
     }
@@ -365,6 +492,39 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn byte_edits_that_parse_the_same_are_not_canonical() {
+        let r = AuditRecord::seal(entry("a"), 1, "t".into(), GENESIS_PREV.into());
+        let line = r.to_line();
+        let edits = [
+            line.replacen(',', ", ", 1),
+            line.replacen("\"GET\"", "\"\\u0047ET\"", 1),
+            format!("{line} "),
+            line.replacen("{", "{\"status\":500,", 1),
+            line.replacen(
+                "\"caller\":\"crm\",\"collection\":null",
+                "\"collection\":null,\"caller\":\"crm\"",
+                1,
+            ),
+        ];
+        for edited in edits {
+            assert_ne!(edited, line);
+            assert!(
+                matches!(check_line(edited.as_bytes()), LineCheck::NotCanonical(_)),
+                "{edited}"
+            );
+        }
+    }
+
+    #[test]
+    fn new_entry_has_defaults() {
+        let e = AuditEntry::new("r", "GET", "/p", Decision::Deny, "unauthenticated", 401);
+        assert_eq!(
+            (e.caller, e.subject, e.consent, e.fields_removed.len()),
+            (None, None, ConsentUsed::NotApplicable, 0)
+        );
+    }
+
+    #[test]
     fn consent_and_decision_wire_names() {
         assert_eq!(
             serde_json::to_string(&ConsentUsed::NotApplicable).unwrap(),
@@ -385,8 +545,9 @@ pub(crate) mod tests {
             path in "[\\x00-\\x7f]{0,40}",
             reason in "\\PC{0,20}",
             fields in proptest::collection::vec("\\PC{0,8}", 0..4),
-            count in proptest::num::u64::ANY,
-            seq in 1u64..u64::MAX,
+            // JCS numbers are doubles: seqs and counts are exact below 2^53.
+            count in 0u64..=1 << 53,
+            seq in 1u64..=1 << 53,
         ) {
             let mut e = entry("x");
             e.subject = subject;
@@ -394,8 +555,15 @@ pub(crate) mod tests {
             e.reason = reason;
             e.fields_removed = fields;
             e.redactions.insert("r\"x".to_owned(), count);
+            let prepared = Prepared::new(&e);
+            let mut buf = b"earlier line\n".to_vec();
+            let hash = prepared.seal_into(seq, "t", GENESIS_PREV, &mut buf);
             let r = AuditRecord::seal(e, seq, "t".into(), GENESIS_PREV.into());
             let line = r.to_line();
+            // The fast path writes exactly what the generic sealing does.
+            let want = format!("{line}\n");
+            proptest::prop_assert_eq!(&buf[13..], want.as_bytes());
+            proptest::prop_assert_eq!(&hash, &r.hash);
             proptest::prop_assert!(!line.contains('\n'));
             match check_line(line.as_bytes()) {
                 LineCheck::Good(back) => proptest::prop_assert_eq!(*back, r),

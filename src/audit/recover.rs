@@ -119,6 +119,10 @@ fn head_of(path: &Path) -> Result<Option<(Head, Option<String>)>, AuditError> {
             let p = format!("record {} does not match its hash", r.seq);
             (r, Some(p))
         }
+        LineCheck::NotCanonical(r) => {
+            let p = format!("record {} is not stored in canonical form", r.seq);
+            (r, Some(p))
+        }
         LineCheck::Malformed(reason) => {
             return Err(AuditError::Corrupt {
                 path: path.to_owned(),

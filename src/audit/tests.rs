@@ -13,13 +13,24 @@ fn config(dir: &Path) -> AuditConfig {
     AuditConfig::new(dir)
 }
 
+/// Appends `n` records and returns them as written (read back from the files).
 async fn append_n(log: &AuditLog, n: usize) -> Vec<AuditRecord> {
-    let mut out = Vec::new();
     for i in 0..n {
         let subject = if i % 2 == 0 { "alice" } else { "bob" };
-        out.push(log.append(entry(subject)).await.unwrap());
+        log.append(entry(subject)).await.unwrap();
     }
-    out
+    let all = all_records(log.dir());
+    all[all.len() - n..].to_vec()
+}
+
+/// Every record in `dir`, oldest first.
+fn all_records(dir: &Path) -> Vec<AuditRecord> {
+    list_segments(dir)
+        .unwrap()
+        .iter()
+        .flat_map(|s| read_lines(&s.path))
+        .map(|l| parse(&l))
+        .collect()
 }
 
 /// A log of `n` records in one segment; returns the segment path.
@@ -46,8 +57,14 @@ fn write_lines(path: &Path, lines: &[String]) {
     fs::write(path, text).unwrap();
 }
 
+/// Verifies with the trusted key `dir/audit.pub` if there is one.
 fn bad_at(dir: &Path, cp: Option<&Checkpoint>) -> Option<u64> {
-    let report = verify(dir, cp).unwrap();
+    let key = fs::read(dir.join("audit.pub")).ok();
+    let options = VerifyOptions {
+        checkpoint: cp,
+        public_key: key.as_deref(),
+    };
+    let report = verify_with(dir, options).unwrap();
     assert_eq!(report.ok, report.first_bad_seq.is_none());
     report.first_bad_seq
 }
@@ -89,10 +106,12 @@ fn reseal(lines: &[String], f: impl Fn(&mut AuditEntry, u64)) -> Vec<String> {
         .collect()
 }
 
+/// A checkpoint of `line`'s record, signed by a new key whose public half is `dir/audit.pub`.
 fn checkpoint_for(dir: &Path, line: &str) -> Checkpoint {
-    let (private, _) = test_keys(true);
+    let (private, public) = test_keys(true);
     let key = dir.join("audit.key");
     fs::write(&key, private).unwrap();
+    fs::write(dir.join("audit.pub"), public).unwrap();
     let r = parse(line);
     super::checkpoint::Signer::from_pem_file(&key)
         .unwrap()
@@ -133,7 +152,10 @@ async fn chain_verifies_across_rotation_and_reopen() {
             ok: true,
             records: 60,
             first_bad_seq: None,
-            reason: None
+            reason: None,
+            first_seq: 1,
+            from_checkpoint: None,
+            checkpoint: None,
         }
     );
 }
@@ -278,8 +300,8 @@ async fn torn_last_line_is_truncated_on_open_and_the_chain_continues() {
     assert_eq!(verify(dir.path(), None).unwrap().records, 5);
     let log = AuditLog::open(config(dir.path())).unwrap();
     assert_eq!(log.recovered_torn_bytes(), torn.len() as u64);
-    let r = log.append(entry("carol")).await.unwrap();
-    assert_eq!(r.seq, 6);
+    log.append(entry("carol")).await.unwrap();
+    assert_eq!(log.head_seq(), 6);
     drop(log);
     // A whole line that is not JSON is torn too.
     let mut data = fs::read(&seg).unwrap();
@@ -287,7 +309,8 @@ async fn torn_last_line_is_truncated_on_open_and_the_chain_continues() {
     fs::write(&seg, &data).unwrap();
     let log = AuditLog::open(config(dir.path())).unwrap();
     assert_eq!(log.recovered_torn_bytes(), 13);
-    assert_eq!(log.append(entry("dave")).await.unwrap().seq, 7);
+    log.append(entry("dave")).await.unwrap();
+    assert_eq!(log.head_seq(), 7);
     drop(log);
     let report = verify(dir.path(), None).unwrap();
     assert!(report.ok);
@@ -303,7 +326,8 @@ async fn a_bad_last_record_is_reported_at_open_not_fixed() {
     write_lines(&seg, &lines);
     let log = AuditLog::open(config(dir.path())).unwrap();
     assert!(log.open_problem().unwrap().contains("record 4"));
-    assert_eq!(log.append(entry("x")).await.unwrap().seq, 5);
+    log.append(entry("x")).await.unwrap();
+    assert_eq!(log.head_seq(), 5);
     drop(log);
     assert_eq!(bad_at(dir.path(), None), Some(4));
     // A last line that is JSON but not a record leaves the head unknown.
@@ -328,21 +352,29 @@ async fn group_commit_with_many_concurrent_appenders() {
     for t in 0..64 {
         let log = log.clone();
         tasks.push(tokio::spawn(async move {
-            let mut seqs = Vec::new();
-            for _ in 0..100 {
-                seqs.push(log.append(entry(&format!("s{t}"))).await.unwrap().seq);
+            for i in 0..100 {
+                let mut e = entry(&format!("s{t}"));
+                e.request_id = format!("{t}-{i:03}");
+                log.append(e).await.unwrap();
             }
-            seqs
         }));
     }
-    let mut all = Vec::new();
     for t in tasks {
-        let seqs = t.await.unwrap();
-        assert!(seqs.windows(2).all(|w| w[0] < w[1]));
-        all.extend(seqs);
+        t.await.unwrap();
     }
-    all.sort_unstable();
-    assert_eq!(all, (1..=6400).collect::<Vec<u64>>());
+    let records = all_records(dir.path());
+    let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, (1..=6400).collect::<Vec<u64>>());
+    // Each appender's records are in its order.
+    for t in 0..64 {
+        let mine: Vec<&str> = records
+            .iter()
+            .map(|r| r.request_id.as_str())
+            .filter(|id| id.split('-').next() == Some(&t.to_string()))
+            .collect();
+        assert_eq!(mine.len(), 100);
+        assert!(mine.windows(2).all(|w| w[0] < w[1]));
+    }
     let mut metrics = String::new();
     log.render_prometheus(&mut metrics);
     assert!(metrics.contains("consentgate_audit_records_total 6400\n"));
@@ -393,7 +425,8 @@ async fn failed_segment_open_fails_the_batch_then_recovers() {
         ..config(dir.path())
     })
     .unwrap();
-    assert_eq!(log.append(entry("a")).await.unwrap().seq, 1);
+    log.append(entry("a")).await.unwrap();
+    assert_eq!(log.head_seq(), 1);
     let blocker = dir.path().join(segment_file_name(2));
     fs::create_dir(&blocker).unwrap();
     let err = log.append(entry("b")).await.unwrap_err();
@@ -405,8 +438,8 @@ async fn failed_segment_open_fails_the_batch_then_recovers() {
     assert!(metrics.contains("consentgate_audit_write_errors_total 2\n"));
     assert!(metrics.contains("consentgate_audit_healthy 0\n"));
     fs::remove_dir(&blocker).unwrap();
-    let r = log.append(entry("c")).await.unwrap();
-    assert_eq!(r.seq, 2);
+    log.append(entry("c")).await.unwrap();
+    assert_eq!(log.head_seq(), 2);
     assert!(log.healthy());
     drop(log);
     let report = verify(dir.path(), None).unwrap();
@@ -436,7 +469,8 @@ async fn disk_full_fails_the_batch_then_recovers() {
     assert!(!log.healthy());
     assert_eq!(log.head_seq(), 1);
     fs::remove_file(&full).unwrap();
-    assert_eq!(log.append(entry("c")).await.unwrap().seq, 2);
+    log.append(entry("c")).await.unwrap();
+    assert_eq!(log.head_seq(), 2);
     assert!(log.healthy());
     drop(log);
     assert_eq!(verify(dir.path(), None).unwrap().records, 2);
@@ -455,7 +489,8 @@ async fn query_fixture(dir: &Path) -> Vec<AuditRecord> {
             e.decision = Decision::Deny;
             e.caller = Some("billing".into());
         }
-        out.push(log.append(e).await.unwrap());
+        log.append(e).await.unwrap();
+        out.push(all_records(dir).pop().unwrap());
         if i == 9 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -607,7 +642,34 @@ async fn signed_checkpoints_by_count_and_at_shutdown() {
     let last = read_latest_checkpoint(&cfg.dir).unwrap().unwrap();
     assert_eq!(last.seq, 12);
     verify_checkpoint_signature(&last, public.as_bytes()).unwrap();
-    assert!(verify(&cfg.dir, Some(&last)).unwrap().ok);
+    let trusted = VerifyOptions {
+        checkpoint: Some(&last),
+        public_key: Some(public.as_bytes()),
+    };
+    assert!(verify_with(&cfg.dir, trusted).unwrap().ok);
+    // Without a trusted key the checkpoint could be forged: not ok, "unverified".
+    let report = verify(&cfg.dir, Some(&last)).unwrap();
+    assert!(!report.ok);
+    assert_eq!(report.checkpoint.unwrap().signature, Signature::Unverified);
+    assert!(report.reason.unwrap().contains("unverified"));
+    // A forged one (another key) is invalid even though its seq and hash match.
+    let (other, _) = test_keys(true);
+    let other_key = dir.path().join("other.key");
+    fs::write(&other_key, other).unwrap();
+    let forged = super::checkpoint::Signer::from_pem_file(&other_key)
+        .unwrap()
+        .checkpoint(last.seq, &last.hash, &last.ts)
+        .unwrap();
+    let report = verify_with(
+        &cfg.dir,
+        VerifyOptions {
+            checkpoint: Some(&forged),
+            public_key: Some(public.as_bytes()),
+        },
+    )
+    .unwrap();
+    assert!(!report.ok);
+    assert_eq!(report.checkpoint.unwrap().signature, Signature::Invalid);
     let file = load_checkpoint_file(&cfg.dir.join(CHECKPOINT_FILE)).unwrap();
     assert_eq!(file, last);
     // Reopening knows the latest checkpoint and adds none without new records.
@@ -661,4 +723,204 @@ async fn verify_of_a_missing_directory_is_an_error() {
     let report = verify(dir.path(), None).unwrap();
     assert!(report.ok);
     assert_eq!(report.records, 0);
+}
+
+#[tokio::test]
+async fn a_byte_edit_that_parses_the_same_fails_verify_and_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = single_segment_log(dir.path(), 6).await;
+    let original = read_lines(&seg);
+    // Whitespace, an escaped letter, swapped keys: the same record to a parser.
+    let edits = [
+        original[2].replacen("\"method\":", "\"method\": ", 1),
+        original[2].replacen("\"GET\"", "\"\\u0047ET\"", 1),
+        original[2].replacen(
+            "\"caller\":\"crm\",\"collection\":null",
+            "\"collection\":null,\"caller\":\"crm\"",
+            1,
+        ),
+    ];
+    for edited in edits {
+        assert_eq!(parse(&edited), parse(&original[2]));
+        let mut lines = original.clone();
+        lines[2] = edited;
+        write_lines(&seg, &lines);
+        let report = verify(dir.path(), None).unwrap();
+        assert_eq!(report.first_bad_seq, Some(3), "{report:?}");
+        assert!(report.reason.unwrap().contains("canonical"));
+    }
+    // The same kind of edit on the chain head: the log opens, but is not ready.
+    let mut lines = original.clone();
+    lines[5] = lines[5].replacen("\"path\":", "\"path\" :", 1);
+    write_lines(&seg, &lines);
+    let log = AuditLog::open(config(dir.path())).unwrap();
+    assert!(log.open_problem().unwrap().contains("canonical"));
+    assert!(log.healthy());
+    assert!(!log.ready());
+    let mut metrics = String::new();
+    log.render_prometheus(&mut metrics);
+    assert!(
+        metrics.contains("consentgate_audit_chain_head_ok 0\n"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_dead_writer_thread_is_unhealthy_not_ready_and_refuses_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(config(dir.path())).unwrap();
+    log.append(entry("a")).await.unwrap();
+    assert!(log.ready() && log.writer_alive());
+    log.kill_writer();
+    for _ in 0..200 {
+        if !log.writer_alive() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(!log.writer_alive());
+    assert!(!log.healthy());
+    assert!(!log.ready());
+    assert!(matches!(
+        log.append(entry("b")).await,
+        Err(AuditError::Closed)
+    ));
+    let mut metrics = String::new();
+    log.render_prometheus(&mut metrics);
+    assert!(metrics.contains("consentgate_audit_writer_alive 0\n"));
+    assert!(metrics.contains("consentgate_audit_healthy 0\n"));
+}
+
+#[tokio::test]
+async fn lazy_appends_join_the_next_batch_without_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(config(dir.path())).unwrap();
+    for _ in 0..10 {
+        let mut e = entry("x");
+        e.subject = None;
+        e.caller = None;
+        e.decision = Decision::Deny;
+        log.append_lazy(e).await.unwrap();
+    }
+    // A waiting append after them is durable only with them (tickets are in order).
+    log.append(entry("y")).await.unwrap();
+    assert_eq!(log.head_seq(), 11);
+    assert_eq!(log.lazy_pending(), 0);
+    let records = all_records(dir.path());
+    assert_eq!(records.len(), 11);
+    assert!(records[..10].iter().all(|r| r.subject.is_none()));
+    drop(log);
+    assert!(verify(dir.path(), None).unwrap().ok);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lazy_appends_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(config(dir.path())).unwrap();
+    let n = MAX_LAZY_PENDING * 2 + 10;
+    for _ in 0..n {
+        log.append_lazy(entry("x")).await.unwrap();
+        assert!(log.lazy_pending() <= MAX_LAZY_PENDING);
+    }
+    log.append(entry("y")).await.unwrap();
+    assert_eq!(log.head_seq(), n as u64 + 1);
+}
+
+#[tokio::test]
+async fn retention_deletes_old_covered_segments_and_verify_starts_from_the_anchor() {
+    let dir = tempfile::tempdir().unwrap();
+    let (private, public) = test_keys(false);
+    let key = dir.path().join("audit.key");
+    fs::write(&key, private).unwrap();
+    let log_dir = dir.path().join("log");
+    let cfg = AuditConfig {
+        segment_bytes: 1,
+        checkpoint: Some(CheckpointConfig {
+            key_pem_path: key,
+            every_records: Some(3),
+            every: None,
+        }),
+        retention: Some(Duration::from_millis(300)),
+        ..config(&log_dir)
+    };
+    let log = AuditLog::open(cfg.clone()).unwrap();
+    append_n(&log, 6).await;
+    // Young segments stay, even though checkpoints cover them.
+    assert_eq!(list_segments(&log_dir).unwrap().len(), 6);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    append_n(&log, 3).await;
+    // The checkpoint at 9 covers 1..=8, of which at least 1..=6 are old: deleted, then the
+    // deletion recorded as seq 10. (Checkpoint and retention follow the batch's
+    // acknowledgement on the writer thread: wait for them.)
+    let mut first = 0;
+    for _ in 0..500 {
+        first = retained_since(&log_dir).unwrap().unwrap().0;
+        if first > 1 && log.head_seq() == 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!((7..=9).contains(&first), "oldest retained {first}");
+    let segs: Vec<u64> = list_segments(&log_dir)
+        .unwrap()
+        .iter()
+        .map(|s| s.first_seq)
+        .collect();
+    assert_eq!(segs, (first..=10).collect::<Vec<u64>>());
+    let mut metrics = String::new();
+    log.render_prometheus(&mut metrics);
+    assert!(metrics.contains(&format!(
+        "consentgate_audit_retention_deleted_segments_total {}\n",
+        first - 1
+    )));
+    let note = all_records(&log_dir).pop().unwrap();
+    assert_eq!(
+        (note.seq, note.reason.as_str(), note.path),
+        (10, "retention", format!("/audit/records/1-{}", first - 1))
+    );
+    drop(log);
+    // Every deleted segment's last record has a signed checkpoint (anchors were made for
+    // those without one).
+    let seqs: Vec<u64> = super::checkpoint::load_all_checkpoints(&log_dir)
+        .unwrap()
+        .iter()
+        .map(|c| c.seq)
+        .collect();
+    for s in (1..first).chain([9, 10]) {
+        assert!(seqs.contains(&s), "{s} not in {seqs:?}");
+    }
+    let trusted = VerifyOptions {
+        checkpoint: None,
+        public_key: Some(public.as_bytes()),
+    };
+    let report = verify_with(&log_dir, trusted).unwrap();
+    assert!(report.ok, "{report:?}");
+    assert_eq!((report.first_seq, report.records), (first, 11 - first));
+    assert_eq!(
+        report.from_checkpoint,
+        Some(CheckpointCheck {
+            seq: first - 1,
+            signature: Signature::Verified
+        })
+    );
+    // Without the key, the anchor could be forged: not ok.
+    let report = verify(&log_dir, None).unwrap();
+    assert!(!report.ok);
+    assert!(report.reason.unwrap().contains("unverified"));
+    // Without its anchoring checkpoint, the retained chain cannot be trusted.
+    let cp_file = log_dir.join(CHECKPOINT_FILE);
+    let kept: Vec<String> = read_lines(&cp_file)
+        .into_iter()
+        .filter(|l| serde_json::from_str::<Checkpoint>(l).unwrap().seq != first - 1)
+        .collect();
+    write_lines(&cp_file, &kept);
+    let report = verify_with(&log_dir, trusted).unwrap();
+    assert!(!report.ok);
+    assert!(report.reason.unwrap().contains("anchors"));
+    // Retention without a checkpoint key is refused.
+    let no_key = AuditConfig {
+        checkpoint: None,
+        ..cfg
+    };
+    assert!(matches!(AuditLog::open(no_key), Err(AuditError::Key(_))));
 }

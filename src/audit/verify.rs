@@ -1,19 +1,43 @@
 //! Chain verification over the segment files, streaming, safe while the server writes.
 
+use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::path::Path;
 
 use serde::Serialize;
 
-use super::checkpoint::Checkpoint;
+use super::checkpoint::{Checkpoint, load_all_checkpoints, verify_checkpoint_signature};
 use super::error::AuditError;
 use super::record::{GENESIS_PREV, LineCheck, check_line};
 use super::segment::{list_segments, stream_lines};
 
+/// Whether a checkpoint's signature was checked against a trusted public key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Signature {
+    /// Checked with the public key given, and good.
+    Verified,
+    /// No public key was given: the checkpoint could be forged, so the report is not ok.
+    Unverified,
+    /// Checked with the public key given, and bad.
+    Invalid,
+}
+
+/// The checkpoint a verification relied on: the one given, or the one that anchors the
+/// oldest retained segment after retention deleted older ones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckpointCheck {
+    /// Its seq.
+    pub seq: u64,
+    /// Whether its signature was checked.
+    pub signature: Signature,
+}
+
 /// What [`verify`] found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VerifyReport {
-    /// True when the whole chain (and the checkpoint, if given) verified.
+    /// True when the whole retained chain verified, and every checkpoint it relies on
+    /// (given, or anchoring the oldest retained segment) has a verified signature.
     pub ok: bool,
     /// Records that verified, before the first break if any.
     pub records: u64,
@@ -21,17 +45,58 @@ pub struct VerifyReport {
     pub first_bad_seq: Option<u64>,
     /// Why the chain breaks there (no record contents).
     pub reason: Option<String>,
+    /// The first seq verified: 1, or the first retained seq after retention.
+    pub first_seq: u64,
+    /// The checkpoint the retained chain starts from (seq `first_seq - 1`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_checkpoint: Option<CheckpointCheck>,
+    /// The checkpoint given to check the chain against, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<CheckpointCheck>,
 }
 
-/// Verifies the hash chain in `dir`: seq continuity from 1, `prev` linkage, each hash,
-/// and each segment's name against its first record; with a checkpoint, also that the
-/// record `cp.seq` exists and has `cp.hash` (the signature is checked separately, by
-/// [`super::verify_checkpoint_signature`]).
+/// What to verify the chain against.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VerifyOptions<'a> {
+    /// A checkpoint kept off-host: the record `seq` must exist and have its hash.
+    pub checkpoint: Option<&'a Checkpoint>,
+    /// The trusted checkpoint public key (SPKI PEM/DER or raw): without it no checkpoint
+    /// the verdict relies on can be trusted, and such a report is not ok.
+    pub public_key: Option<&'a [u8]>,
+}
+
+/// [`verify_with`] without a public key: a log that needs a checkpoint (one given, or one
+/// anchoring retained segments) is reported not ok, with its signature `unverified`.
+pub fn verify(dir: &Path, checkpoint: Option<&Checkpoint>) -> Result<VerifyReport, AuditError> {
+    verify_with(
+        dir,
+        VerifyOptions {
+            checkpoint,
+            public_key: None,
+        },
+    )
+}
+
+fn signature(cp: &Checkpoint, key: Option<&[u8]>) -> Signature {
+    match key.map(|k| verify_checkpoint_signature(cp, k)) {
+        None => Signature::Unverified,
+        Some(Ok(())) => Signature::Verified,
+        Some(Err(_)) => Signature::Invalid,
+    }
+}
+
+/// Verifies the hash chain in `dir`: every line is the canonical JSON of its record (the
+/// stored bytes, not a re-parse), seq continuity, `prev` linkage, each hash, each segment's
+/// name against its first record, and every checkpoint of `checkpoints.jsonl` in range
+/// against the record it names. The chain starts at seq 1 with 64 zeros, or, when retention
+/// deleted the oldest segments, at the first retained seq `s`, anchored by a checkpoint of
+/// seq `s - 1` whose hash the first retained record's `prev` must be. With a checkpoint, the
+/// record `cp.seq` must exist and have `cp.hash`.
 ///
 /// `first_bad_seq` is the seq that was expected at the first position where the chain
 /// does not hold:
-/// - an edited record: its own seq (its hash no longer matches); if the forger also
-///   recomputed its hash, the next record's seq (whose `prev` no longer links);
+/// - an edited record: its own seq (its hash or its canonical form no longer matches); if
+///   the forger also recomputed its hash, the next record's seq (whose `prev` no longer links);
 /// - a deleted record: its seq (the position now holds the next one);
 /// - two swapped records: the seq of the first of them;
 /// - an inserted record: its position's seq if it is not a valid continuation,
@@ -42,96 +107,158 @@ pub struct VerifyReport {
 /// A last line without a newline at the end of the last segment is a record being
 /// written right now (or torn; the writer truncates it at its next start): it is not
 /// counted and not an error.
-pub fn verify(dir: &Path, checkpoint: Option<&Checkpoint>) -> Result<VerifyReport, AuditError> {
+pub fn verify_with(dir: &Path, options: VerifyOptions<'_>) -> Result<VerifyReport, AuditError> {
     std::fs::metadata(dir).map_err(|e| AuditError::io(dir, e))?;
     let segments = list_segments(dir)?;
-    let mut expected = 1u64;
+    let checkpoints = load_all_checkpoints(dir)?;
+    let first_seq = segments.first().map_or(1, |s| s.first_seq.max(1));
+    let mut problem: Option<(u64, String)> = None;
     let mut prev = GENESIS_PREV.to_owned();
-    let broken = stream_lines(&segments, |line| {
-        if !line.complete {
-            if line.in_last_segment {
-                return Ok(ControlFlow::Continue(()));
+    let mut from_checkpoint = None;
+    if first_seq > 1 {
+        match checkpoints.iter().find(|cp| cp.seq == first_seq - 1) {
+            Some(anchor) => {
+                let sig = signature(anchor, options.public_key);
+                prev = anchor.hash.clone();
+                from_checkpoint = Some(CheckpointCheck {
+                    seq: anchor.seq,
+                    signature: sig,
+                });
             }
-            return Ok(ControlFlow::Break((
-                expected,
-                "a segment that is not the last ends with a torn line".to_owned(),
-            )));
-        }
-        let (record, hash_ok) = match check_line(line.bytes) {
-            LineCheck::Good(r) => (r, true),
-            LineCheck::HashMismatch(r) => (r, false),
-            LineCheck::Malformed(reason) => {
-                return Ok(ControlFlow::Break((expected, reason)));
+            None => {
+                problem = Some((
+                    1,
+                    format!(
+                        "the oldest segment starts at seq {first_seq} and no checkpoint of seq {} anchors it: records were deleted",
+                        first_seq - 1
+                    ),
+                ));
             }
-        };
-        if record.seq != expected {
-            return Ok(ControlFlow::Break((
-                expected,
-                format!(
-                    "expected seq {expected}, found {}: a record was deleted, inserted or moved",
-                    record.seq
+        }
+    }
+    let known: BTreeMap<u64, &str> = checkpoints
+        .iter()
+        .map(|cp| (cp.seq, cp.hash.as_str()))
+        .collect();
+    let given = options.checkpoint;
+    let mut expected = first_seq;
+    if problem.is_none() {
+        problem = stream_lines(&segments, |line| {
+            if !line.complete {
+                if line.in_last_segment {
+                    return Ok(ControlFlow::Continue(()));
+                }
+                return Ok(ControlFlow::Break((
+                    expected,
+                    "a segment that is not the last ends with a torn line".to_owned(),
+                )));
+            }
+            let (record, fault) = match check_line(line.bytes) {
+                LineCheck::Good(r) => (r, None),
+                LineCheck::HashMismatch(r) => {
+                    (r, Some("record does not match its hash: it was edited"))
+                }
+                LineCheck::NotCanonical(r) => (
+                    r,
+                    Some("record's stored bytes are not its canonical JSON: it was edited"),
                 ),
-            )));
-        }
-        if line.first_in_segment && line.segment.first_seq != record.seq {
-            return Ok(ControlFlow::Break((
-                expected,
-                format!(
-                    "segment {} does not start with record {}",
-                    line.segment.path.display(),
-                    line.segment.first_seq
-                ),
-            )));
-        }
-        if !hash_ok {
-            return Ok(ControlFlow::Break((
-                expected,
-                "record does not match its hash: it was edited".to_owned(),
-            )));
-        }
-        if record.prev != prev {
-            return Ok(ControlFlow::Break((
-                expected,
-                "prev does not match the previous record's hash".to_owned(),
-            )));
-        }
-        if let Some(cp) = checkpoint
-            && cp.seq == record.seq
-            && cp.hash != record.hash
-        {
-            return Ok(ControlFlow::Break((
-                expected,
-                "record differs from the checkpoint: history was rewritten".to_owned(),
-            )));
-        }
-        prev = record.hash;
-        expected += 1;
-        Ok(ControlFlow::Continue(()))
-    })?;
-    let records = expected - 1;
-    let broken = broken.or_else(|| {
-        checkpoint.filter(|cp| cp.seq > records).map(|cp| {
-            (
-                expected,
-                format!(
-                    "log ends at seq {records}, before checkpoint seq {}: it was truncated",
-                    cp.seq
-                ),
-            )
-        })
+                LineCheck::Malformed(reason) => {
+                    return Ok(ControlFlow::Break((expected, reason)));
+                }
+            };
+            if record.seq != expected {
+                return Ok(ControlFlow::Break((
+                    expected,
+                    format!(
+                        "expected seq {expected}, found {}: a record was deleted, inserted or moved",
+                        record.seq
+                    ),
+                )));
+            }
+            if line.first_in_segment && line.segment.first_seq != record.seq {
+                return Ok(ControlFlow::Break((
+                    expected,
+                    format!(
+                        "segment {} does not start with record {}",
+                        line.segment.path.display(),
+                        line.segment.first_seq
+                    ),
+                )));
+            }
+            if let Some(fault) = fault {
+                return Ok(ControlFlow::Break((expected, fault.to_owned())));
+            }
+            if record.prev != prev {
+                return Ok(ControlFlow::Break((
+                    expected,
+                    "prev does not match the previous record's hash".to_owned(),
+                )));
+            }
+            let rewritten = given.is_some_and(|cp| cp.seq == record.seq && cp.hash != record.hash)
+                || known.get(&record.seq).is_some_and(|h| *h != record.hash);
+            if rewritten {
+                return Ok(ControlFlow::Break((
+                    expected,
+                    "record differs from a checkpoint of it: history was rewritten".to_owned(),
+                )));
+            }
+            prev = record.hash;
+            expected += 1;
+            Ok(ControlFlow::Continue(()))
+        })?;
+    }
+    let last = expected - 1;
+    let records = expected - first_seq;
+    let checkpoint = given.map(|cp| CheckpointCheck {
+        seq: cp.seq,
+        signature: signature(cp, options.public_key),
     });
-    Ok(match broken {
-        None => VerifyReport {
-            ok: true,
-            records,
-            first_bad_seq: None,
-            reason: None,
-        },
-        Some((seq, reason)) => VerifyReport {
-            ok: false,
-            records,
-            first_bad_seq: Some(seq),
-            reason: Some(reason),
-        },
+    let problem = problem
+        .or_else(|| {
+            given.filter(|cp| cp.seq > last).map(|cp| {
+                (
+                    expected,
+                    format!(
+                        "log ends at seq {last}, before checkpoint seq {}: it was truncated",
+                        cp.seq
+                    ),
+                )
+            })
+        })
+        .or_else(|| {
+            given.filter(|cp| cp.seq < first_seq).map(|cp| {
+                (
+                    first_seq,
+                    format!(
+                        "checkpoint seq {} is older than the oldest retained record ({first_seq}): use a newer checkpoint",
+                        cp.seq
+                    ),
+                )
+            })
+        });
+    let unsigned = [&from_checkpoint, &checkpoint]
+        .into_iter()
+        .flatten()
+        .find(|c| c.signature != Signature::Verified)
+        .map(|c| match c.signature {
+            Signature::Invalid => format!("checkpoint {} has an invalid signature", c.seq),
+            _ => format!(
+                "checkpoint {} was not checked against a trusted public key (signature unverified): pass the public key",
+                c.seq
+            ),
+        });
+    let (ok, first_bad_seq, reason) = match (problem, unsigned) {
+        (Some((seq, reason)), _) => (false, Some(seq), Some(reason)),
+        (None, Some(reason)) => (false, None, Some(reason)),
+        (None, None) => (true, None, None),
+    };
+    Ok(VerifyReport {
+        ok,
+        records,
+        first_bad_seq,
+        reason,
+        first_seq,
+        from_checkpoint,
+        checkpoint,
     })
 }

@@ -124,6 +124,9 @@ pub struct AuditSettings {
     pub checkpoint_interval: Option<Duration>,
     /// Checkpoint at least every this many records.
     pub checkpoint_records: Option<u64>,
+    /// `retention = "400d"`: delete whole segments older than this once a signed checkpoint
+    /// covers them (needs `checkpoint_key`).
+    pub retention: Option<Duration>,
 }
 
 /// `[store]`: where consent state lives.
@@ -348,7 +351,17 @@ impl Settings {
             checkpoint_key: raw.audit.checkpoint_key.as_deref().map(path),
             checkpoint_interval,
             checkpoint_records,
+            retention: match raw.audit.retention.as_deref() {
+                None => None,
+                Some(text) => Some(duration("audit.retention", Some(text), "400d")?),
+            },
         };
+        if audit.checkpoint_key.is_none() && audit.retention.is_some() {
+            return Err(invalid(
+                "audit.retention",
+                "retention needs audit.checkpoint_key: only a signed checkpoint lets a shortened chain be verified",
+            ));
+        }
         if audit.checkpoint_key.is_none()
             && (checkpoint_interval.is_some() || checkpoint_records.is_some())
         {

@@ -68,6 +68,7 @@ pub(crate) struct RawAudit {
     pub(crate) checkpoint_key: Option<String>,
     pub(crate) checkpoint_every: Option<CheckpointEvery>,
     pub(crate) segment_bytes: Option<u64>,
+    pub(crate) retention: Option<String>,
 }
 
 /// `checkpoint_every` is a duration string, a record count, or a list of both.

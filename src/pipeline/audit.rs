@@ -78,7 +78,14 @@ pub(crate) async fn record(
         redactions: std::mem::take(&mut ctx.redactions),
         collection: None,
     };
-    if let Err(e) = state.audit.append(entry).await {
+    // A refusal before authentication names no subject and releases only an error: its
+    // record joins the next group commit without waiting for it (bounded; see append_lazy).
+    let written = if ctx.caller.is_none() && decision == Decision::Deny {
+        state.audit.append_lazy(entry).await
+    } else {
+        state.audit.append(entry).await
+    };
+    if let Err(e) = written {
         tracing::error!(error = %e, request_id = %ctx.request_id, "audit record not written; releasing nothing");
         return (
             error_response(&GatewayError::AuditUnavailable, &ctx.request_id),
