@@ -14,7 +14,6 @@
 use bytes::Bytes;
 use http::HeaderMap;
 use http::header::{self, HeaderValue};
-use serde_json::Value;
 
 use super::Ctx;
 use super::decode;
