@@ -3,8 +3,10 @@
 
 mod audit;
 mod consent;
+mod dashboard;
 mod policies;
 mod request;
+mod stats;
 
 use std::sync::Arc;
 
@@ -67,16 +69,19 @@ async fn route(
             ))
         }
         (["metrics"], &Method::GET) => {
-            let mut out = String::with_capacity(4096);
-            state.metrics.render(&mut out);
-            state.audit.render_prometheus(&mut out);
-            let mut resp = Response::new(full(out));
+            let accept = headers
+                .get(http::header::ACCEPT)
+                .and_then(|v| v.to_str().ok());
+            let format = crate::metrics::Exposition::negotiate(accept);
+            let mut resp = Response::new(full(state.metrics.render(format)));
             resp.headers_mut().insert(
                 CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4"),
+                HeaderValue::from_static(format.content_type()),
             );
             Ok(resp)
         }
+        (["v1", "stats"], &Method::GET) => stats::stats(state, headers, query).await,
+        (["dashboard"], &Method::GET) => Ok(dashboard::page()),
         (["v1", "subjects", s], &Method::PUT) => consent::put_region(state, headers, body, s).await,
         (["v1", "subjects", s, "consents"], &Method::GET) => {
             consent::current(state, headers, s).await
@@ -103,7 +108,8 @@ async fn route(
         (["v1", "policies", "reload"], &Method::POST) => {
             policies::reload(state, headers, request_id).await
         }
-        (["healthz" | "readyz" | "metrics"], _)
+        (["healthz" | "readyz" | "metrics" | "dashboard"], _)
+        | (["v1", "stats"], _)
         | (["v1", "subjects", _], _)
         | (["v1", "subjects", _, "consents", ..], _)
         | (["v1", "consents", "import"], _)

@@ -45,6 +45,7 @@ pub use query::{DEFAULT_LIMIT, Filter, MAX_LIMIT, Page, query, scan};
 pub use record::{
     AuditEntry, AuditRecord, CollectionPos, ConsentUsed, Decision, GENESIS_PREV, parse_rfc3339,
 };
+pub(crate) use segment::{Segment, list_segments};
 pub use verify::{VerifyReport, verify};
 pub use writer::SyncMode;
 
@@ -274,11 +275,18 @@ impl AuditLog {
         self.inner.shared.metrics.records()
     }
 
-    /// Appends the log's metrics (`consentgate_audit_*`) in Prometheus text format.
-    pub fn render_prometheus(&self, out: &mut String) {
-        self.inner
-            .shared
-            .metrics
-            .render(out, self.healthy(), self.head_seq());
+    /// Registers the log's series (`records`, `batches`, `write_errors`, `checkpoints`,
+    /// `checkpoint_errors`, `batch_size`, `fsync_seconds`, `healthy`, `head_seq`) in
+    /// `registry`, e.g. a sub-registry with the prefix `consentgate_audit`.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        metrics::register(&self.inner.shared, registry);
+    }
+
+    /// The log's series alone, as OpenMetrics text (tests).
+    #[cfg(test)]
+    pub(crate) fn render_prometheus(&self, out: &mut String) {
+        let mut registry = prometheus_client::registry::Registry::with_prefix("consentgate_audit");
+        self.register_metrics(&mut registry);
+        let _ = prometheus_client::encoding::text::encode(out, &registry);
     }
 }

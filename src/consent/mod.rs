@@ -21,6 +21,7 @@ mod model;
 mod postgres;
 mod sled_store;
 mod store;
+mod tally;
 mod timefmt;
 mod validate;
 
@@ -36,6 +37,7 @@ pub use model::{
     RegionKind, RegionReceipt,
 };
 pub use store::{CacheState, ConsentStore, Health, Lookup, StoreError};
+pub use tally::{CountedState, StateCounts, Tally, TallyCell};
 pub use validate::{
     MAX_COLLECTION_METHOD_LEN, MAX_PURPOSE_LEN, MAX_RECORDED_BY_LEN, MAX_REGION_LEN,
     MAX_SOURCE_LEN, MAX_SUBJECT_LEN, ValidationError, check_times, parse_timestamp,

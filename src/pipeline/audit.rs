@@ -78,7 +78,17 @@ pub(crate) async fn record(
         redactions: std::mem::take(&mut ctx.redactions),
         collection: None,
     };
-    if let Err(e) = state.audit.append(entry).await {
+    let access = crate::metrics::Access {
+        region: entry.region.clone(),
+        purpose: entry.purpose.clone(),
+        decision: Some(decision),
+        reason,
+        fields_withheld: entry.fields_removed.len() as u64,
+        redactions: entry.redactions.clone(),
+    };
+    let written = state.audit.append(entry).await;
+    state.metrics.access(&access, written.is_ok());
+    if let Err(e) = written {
         tracing::error!(error = %e, request_id = %ctx.request_id, "audit record not written; releasing nothing");
         return (
             error_response(&GatewayError::AuditUnavailable, &ctx.request_id),
