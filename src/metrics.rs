@@ -243,46 +243,46 @@ impl Metrics {
             .collect();
         registry.register(
             "requests",
-            "Requests answered, by route and status.",
+            "Requests answered, by route and status",
             requests.clone(),
         );
         registry.register(
             "request_duration_seconds",
-            "Time from request to response headers, by route.",
+            "Time from request to response headers, by route",
             latency,
         );
         registry.register(
             "upstream_errors",
-            "Upstream failures, by route and kind.",
+            "Upstream failures, by route and kind",
             upstream,
         );
         registry.register(
             "decisions",
-            "Consent decisions on personal-data routes that have their audit record, by route.",
+            "Consent decisions on personal-data routes that have their audit record, by route",
             decisions,
         );
         let accesses = Family::<AccessLabels, Counter>::default();
         registry.register(
             "accesses",
-            "Audited personal-data accesses, by region, purpose, decision and reason.",
+            "Audited personal-data accesses, by region, purpose, decision and reason",
             accesses.clone(),
         );
         let gpc = Family::<RegionPurpose, Counter>::default();
         registry.register(
             "gpc_applied",
-            "Accesses refused (or, in report mode, marked) because of a Sec-GPC: 1 signal.",
+            "Accesses refused (or, in report mode, marked) because of a Sec-GPC: 1 signal",
             gpc.clone(),
         );
         let withheld = Family::<RegionPurpose, Counter>::default();
         registry.register(
             "fields_withheld",
-            "Response fields removed by minimisation.",
+            "Response fields removed by minimisation",
             withheld.clone(),
         );
         let masked = Family::<MaskedLabels, Counter>::default();
         registry.register(
             "values_masked",
-            "Values masked, by region, purpose and redactor.",
+            "Values masked, by region, purpose and redactor",
             masked.clone(),
         );
         let incidents = Family::<IncidentLabels, Counter>::default();
@@ -290,7 +290,7 @@ impl Metrics {
             "incidents",
             "Compliance incidents: report_deny (would-be denials let through), fail_closed \
              (refusals because a body could not be processed or the store or audit log was \
-             unavailable), audit_failure (a record could not be written).",
+             unavailable), audit_failure (a record could not be written)",
             incidents.clone(),
         );
         audit.register_metrics(registry.sub_registry_with_prefix("audit"));
@@ -463,7 +463,7 @@ impl Collector for ScrapeTime {
         {
             let mut family = encoder.encode_descriptor(
                 "consent_subjects",
-                "Subjects per consent state, by region and purpose (from the store's tally).",
+                "Subjects per consent state, by region and purpose (from the store's tally)",
                 None,
                 ConstGauge::new(0u64).metric_type(),
             )?;
@@ -482,7 +482,7 @@ impl Collector for ScrapeTime {
         {
             let mut family = encoder.encode_descriptor(
                 "consent_rate",
-                "Granted subjects over subjects with a recorded decision, by region and purpose.",
+                "Granted subjects over subjects with a recorded decision, by region and purpose",
                 None,
                 ConstGauge::new(0.0f64).metric_type(),
             )?;
@@ -499,7 +499,7 @@ impl Collector for ScrapeTime {
         let failures = ConstCounter::new(self.policies.reload_failures());
         failures.encode(encoder.encode_descriptor(
             "policy_reload_failures",
-            "Policy reloads refused (the last good set kept serving): an incident.",
+            "Policy reloads refused (the last good set kept serving): an incident",
             None,
             failures.metric_type(),
         )?)?;

@@ -79,14 +79,14 @@ impl Collector for Head {
         let healthy = ConstGauge::new(i64::from(self.0.healthy.load(Ordering::Acquire)));
         healthy.encode(encoder.encode_descriptor(
             "healthy",
-            "1 if the last write succeeded, else 0.",
+            "1 if the last write succeeded, else 0",
             None,
             healthy.metric_type(),
         )?)?;
         let head = ConstGauge::new(self.0.head_seq.load(Ordering::Acquire));
         head.encode(encoder.encode_descriptor(
             "head_seq",
-            "Seq of the last record written.",
+            "Seq of the last record written",
             None,
             head.metric_type(),
         )?)
@@ -97,17 +97,17 @@ impl Collector for Head {
 pub(crate) fn register(shared: &Arc<Shared>, registry: &mut Registry) {
     let m = &shared.metrics;
     let counters = [
-        ("records", "Audit records written and fsync'd.", &m.records),
-        ("batches", "Group-commit batches written.", &m.batches),
+        ("records", "Audit records written and fsync'd", &m.records),
+        ("batches", "Group-commit batches written", &m.batches),
         (
             "write_errors",
-            "Batches that failed to be written or fsync'd.",
+            "Batches that failed to be written or fsync'd",
             &m.write_errors,
         ),
-        ("checkpoints", "Signed checkpoints written.", &m.checkpoints),
+        ("checkpoints", "Signed checkpoints written", &m.checkpoints),
         (
             "checkpoint_errors",
-            "Checkpoints that failed to be signed or written.",
+            "Checkpoints that failed to be signed or written",
             &m.checkpoint_errors,
         ),
     ];
@@ -116,12 +116,12 @@ pub(crate) fn register(shared: &Arc<Shared>, registry: &mut Registry) {
     }
     registry.register(
         "batch_size",
-        "Records per group-commit batch.",
+        "Records per group-commit batch",
         m.batch_size.clone(),
     );
     registry.register(
         "fsync_seconds",
-        "Time spent in fdatasync per batch.",
+        "Time spent in fdatasync per batch",
         m.fsync_seconds.clone(),
     );
     registry.register_collector(Box::new(Head(Arc::clone(shared))));
