@@ -124,7 +124,9 @@
   function render(s) {
     incidents(s.incidents);
     consentChart(s.consent);
-    fill($("consent-table").tBodies[0], s.consent, (tr, r) => {
+    const decided = s.consent.filter((r) => r.subjects > 0);
+    $("consent-note").textContent = (s.consent.length - decided.length) + " purposes with no recorded decision are not listed.";
+    fill($("consent-table").tBodies[0], decided, (tr, r) => {
       tr.dataset.cell = r.region + "/" + r.purpose;
       cell(tr, r.region); cell(tr, r.purpose);
       cell(tr, r.granted, true); cell(tr, r.denied, true); cell(tr, r.withdrawn, true); cell(tr, r.expired, true);
