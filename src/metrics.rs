@@ -24,7 +24,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use time::OffsetDateTime;
 
-use crate::audit::{AuditLog, Decision};
+use crate::audit::{AuditEntry, AuditLog, Decision};
 use crate::consent::{ConsentStore, CountedState};
 use crate::policy::{PolicyRegistry, PolicySet};
 use crate::stats::{IncidentKind, incident_of};
@@ -76,7 +76,7 @@ struct AccessLabels {
     region: String,
     purpose: String,
     decision: &'static str,
-    reason: &'static str,
+    reason: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -114,12 +114,26 @@ pub struct Access {
     pub purpose: Option<String>,
     /// The decision recorded (`None` only before a decision could be recorded).
     pub decision: Option<Decision>,
-    /// The recorded reason (a fixed name: an error code or a policy reason).
-    pub reason: &'static str,
+    /// The recorded reason: an error code or a policy reason (names fixed in the code, so the
+    /// label set stays bounded).
+    pub reason: String,
     /// Fields removed by minimisation.
     pub fields_withheld: u64,
     /// Values masked, per redactor.
     pub redactions: BTreeMap<String, u64>,
+}
+
+impl From<&AuditEntry> for Access {
+    fn from(e: &AuditEntry) -> Self {
+        Access {
+            region: e.region.clone(),
+            purpose: e.purpose.clone(),
+            decision: Some(e.decision),
+            reason: e.reason.clone(),
+            fields_withheld: e.fields_removed.len() as u64,
+            redactions: e.redactions.clone(),
+        }
+    }
 }
 
 /// Which exposition format a scraper gets.
@@ -371,14 +385,14 @@ impl Metrics {
                 region: region.clone(),
                 purpose: purpose.clone(),
                 decision: decision.as_str(),
-                reason: access.reason,
+                reason: access.reason.clone(),
             })
             .inc();
         let cell = RegionPurpose {
             region: region.clone(),
             purpose: purpose.clone(),
         };
-        if crate::stats::gpc_applied(access.reason) {
+        if crate::stats::gpc_applied(&access.reason) {
             self.gpc.get_or_create(&cell).inc();
         }
         if access.fields_withheld > 0 {
@@ -399,7 +413,7 @@ impl Metrics {
                 })
                 .inc_by(*n);
         }
-        if let Some(kind) = incident_of(decision, access.reason) {
+        if let Some(kind) = incident_of(decision, &access.reason) {
             self.incident(&region, &purpose, kind);
         }
     }

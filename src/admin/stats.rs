@@ -171,10 +171,7 @@ fn timeline(summary: &Summary, window: Window) -> Value {
     json!({"step_seconds": step * 60, "points": points})
 }
 
-fn top<K: Clone>(counts: impl Iterator<Item = (K, u64)>, n: usize) -> Vec<(K, u64)>
-where
-    K: Ord,
-{
+fn top<K: Ord>(counts: impl Iterator<Item = (K, u64)>, n: usize) -> Vec<(K, u64)> {
     let mut v: Vec<(K, u64)> = counts.collect();
     v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     v.truncate(n);

@@ -78,14 +78,7 @@ pub(crate) async fn record(
         redactions: std::mem::take(&mut ctx.redactions),
         collection: None,
     };
-    let access = crate::metrics::Access {
-        region: entry.region.clone(),
-        purpose: entry.purpose.clone(),
-        decision: Some(decision),
-        reason,
-        fields_withheld: entry.fields_removed.len() as u64,
-        redactions: entry.redactions.clone(),
-    };
+    let access = crate::metrics::Access::from(&entry);
     let written = state.audit.append(entry).await;
     state.metrics.access(&access, written.is_ok());
     if let Err(e) = written {
