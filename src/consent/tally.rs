@@ -369,4 +369,72 @@ mod tests {
         assert_eq!(StateCounts([1, 1, 1, 1]).consent_rate(), Some(0.25));
         assert_eq!(StateCounts::default().consent_rate(), None);
     }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Consent(u8, u8, u8, Option<i64>),
+        Region(u8, u8),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0u8..6, 0u8..3, 0u8..3, proptest::option::of(-5i64..20))
+                .prop_map(|(s, p, st, e)| Op::Consent(s, p, st, e)),
+            (0u8..6, 0u8..3).prop_map(|(s, r)| Op::Region(s, r)),
+        ]
+    }
+
+    proptest::proptest! {
+        /// The tally kept write by write agrees with counting the final states from scratch,
+        /// at every later moment (expiries included), whatever the order of writes.
+        #[test]
+        fn maintained_counts_equal_a_recount(ops in proptest::collection::vec(op(), 0..60),
+                                             later in proptest::collection::vec(0i64..30, 1..4)) {
+            let now = OffsetDateTime::now_utc();
+            let statuses = [ConsentStatus::Granted, ConsentStatus::Denied, ConsentStatus::Withdrawn];
+            let t = Tally::default();
+            let mut oracle: HashMap<String, (Option<String>, HashMap<String, (ConsentStatus, Option<OffsetDateTime>)>)> = HashMap::new();
+            for (counter, op) in ops.iter().enumerate() {
+                let counter = counter as u64 + 1;
+                match *op {
+                    Op::Consent(s, p, st, e) => {
+                        let (subject, purpose) = (format!("s{s}"), format!("p{p}"));
+                        let expires = e.map(|e| now + Duration::seconds(e));
+                        let status = statuses[st as usize];
+                        t.lock().set_consent(&subject, &purpose, status, expires, counter, now);
+                        oracle.entry(subject).or_default().1.insert(purpose, (status, expires));
+                    }
+                    Op::Region(s, r) => {
+                        let subject = format!("s{s}");
+                        t.lock().set_region(&subject, &format!("r{r}"), counter);
+                        oracle.entry(subject).or_default().0 = Some(format!("r{r}"));
+                    }
+                }
+            }
+            let mut offsets = later.clone();
+            offsets.sort_unstable();
+            for offset in offsets {
+                let at = now + Duration::seconds(offset);
+                let mut want: HashMap<(Option<String>, String), [u64; 4]> = HashMap::new();
+                for (region, purposes) in oracle.values() {
+                    for (purpose, (status, expires)) in purposes {
+                        let i = match status {
+                            ConsentStatus::Granted if expires.is_some_and(|e| e <= at) => 3,
+                            ConsentStatus::Granted => 0,
+                            ConsentStatus::Denied => 1,
+                            ConsentStatus::Withdrawn => 2,
+                        };
+                        want.entry((region.clone(), purpose.clone())).or_default()[i] += 1;
+                    }
+                }
+                let got: HashMap<(Option<String>, String), [u64; 4]> = t
+                    .snapshot(at)
+                    .into_iter()
+                    .map(|c| ((c.region, c.purpose), c.counts.0))
+                    .collect();
+                proptest::prop_assert_eq!(got, want);
+            }
+        }
+    }
 }
