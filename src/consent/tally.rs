@@ -370,6 +370,12 @@ mod tests {
         assert_eq!(StateCounts::default().consent_rate(), None);
     }
 
+    /// The oracle's subject: its region and, per purpose, the last status and expiry.
+    type OracleSubject = (
+        Option<String>,
+        HashMap<String, (ConsentStatus, Option<OffsetDateTime>)>,
+    );
+
     #[derive(Debug, Clone)]
     enum Op {
         Consent(u8, u8, u8, Option<i64>),
@@ -394,7 +400,7 @@ mod tests {
             let now = OffsetDateTime::now_utc();
             let statuses = [ConsentStatus::Granted, ConsentStatus::Denied, ConsentStatus::Withdrawn];
             let t = Tally::default();
-            let mut oracle: HashMap<String, (Option<String>, HashMap<String, (ConsentStatus, Option<OffsetDateTime>)>)> = HashMap::new();
+            let mut oracle: HashMap<String, OracleSubject> = HashMap::new();
             for (counter, op) in ops.iter().enumerate() {
                 let counter = counter as u64 + 1;
                 match *op {

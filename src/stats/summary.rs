@@ -159,6 +159,7 @@ mod tests {
             status: 200,
             fields_removed: vec!["a".into(), "b".into()],
             redactions: [("mask_email".to_owned(), 2)].into(),
+            collection: None,
             prev: String::new(),
             hash: String::new(),
         }
