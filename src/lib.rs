@@ -27,6 +27,7 @@ pub mod redact;
 pub mod routing;
 pub mod server;
 pub mod state;
+pub mod stats;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -139,13 +140,21 @@ impl Gateway {
         let audit = audit::AuditLog::open(audit_config(&settings))?;
         let data = bind("gateway.listen", settings.gateway.listen).await?;
         let admin = bind("admin.listen", settings.admin_listen).await?;
-        let metrics = metrics::Metrics::new(settings.routes.iter().map(|r| r.name.as_str()));
+        let metrics = metrics::Metrics::new(
+            settings.routes.iter().map(|r| r.name.as_str()),
+            store.clone(),
+            policies.clone(),
+            audit.clone(),
+            &settings.gateway.default_region,
+        );
+        let stats = Arc::new(stats::StatsIndex::new(audit.dir()));
         let max_in_flight = settings.gateway.max_in_flight;
         let state = Arc::new(State {
             settings,
             verifier,
             client,
             metrics,
+            stats,
             store,
             policies,
             audit,

@@ -538,10 +538,18 @@ fn demo_command(config: &Path) -> Result<ExitCode> {
         println!("curl -s -H 'Authorization: Bearer {auditor}' 'http://{adm}/v1/audit?subject=c-1001'");
         println!("curl -s -H 'Authorization: Bearer {auditor}' http://{adm}/v1/audit/verify");
         println!("curl -s -H 'Authorization: Bearer {auditor}' 'http://{adm}/v1/subjects/c-1001/report?format=markdown'\n");
-        println!("# health and metrics");
+        println!("# compliance figures: JSON over a window, Prometheus series (OpenMetrics on request)");
+        println!("curl -s -H 'Authorization: Bearer {auditor}' 'http://{adm}/v1/stats'");
         println!("curl -s http://{adm}/readyz; curl -s http://{adm}/metrics\n");
+        let serving = tokio::spawn(gateway.serve(shutdown_signal()));
+        if scheme == "http" {
+            let sent = demo::traffic::send(gw, |caller, purposes| sign(caller, purposes, "").ok()).await;
+            println!("sent {sent} demo requests from three services through the gateway");
+        }
+        println!("\nCompliance dashboard: http://{adm}/dashboard");
+        println!("paste this audit:read token there (it stays in the tab's memory):\n{auditor}\n");
         println!("Press Ctrl-C to stop.");
-        gateway.serve(shutdown_signal()).await;
+        serving.await?;
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -1,59 +1,38 @@
-//! Prometheus metrics for the data plane, rendered in the text exposition format.
+//! Prometheus metrics: the data plane (requests, latency, upstream failures, decisions), the
+//! compliance figures (accesses, GPC, fields withheld, values masked, incidents, consent
+//! states and rates), and the audit log's own series, all through one
+//! [`prometheus_client`] registry.
+//!
+//! Label sets are bounded: routes come from the config; regions, purposes and redactors only
+//! from the loaded policies (anything else is counted under `-`); decisions, reasons and
+//! incident kinds are fixed names in the code. Store figures are read from the consent
+//! store's tally at scrape time (no scan), see [`crate::consent::Tally`].
+//!
+//! `/metrics` answers OpenMetrics when the scraper asks for it and the Prometheus text format
+//! 0.0.4 otherwise ([`Exposition`]).
 
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-/// Upper bounds (seconds) of the latency histogram buckets.
-const BUCKETS: [f64; 14] = [
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use time::OffsetDateTime;
+
+use crate::audit::{AuditEntry, AuditLog, Decision};
+use crate::consent::{ConsentStore, CountedState};
+use crate::policy::{PolicyRegistry, PolicySet};
+use crate::stats::{IncidentKind, incident_of};
+
+/// Upper bounds (seconds) of the request latency histogram buckets.
+const LATENCY_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
-
-/// A fixed-bucket histogram of durations.
-#[derive(Debug, Default)]
-pub struct Histogram {
-    counts: [AtomicU64; 14],
-    count: AtomicU64,
-    sum_micros: AtomicU64,
-}
-
-impl Histogram {
-    /// Records one observation.
-    pub fn observe(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
-            self.counts[i].fetch_add(1, Ordering::Relaxed);
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_micros.fetch_add(
-            u64::try_from(d.as_micros()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
-    }
-
-    /// Writes the `_bucket`, `_sum` and `_count` series with the given labels.
-    pub fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let sep = if labels.is_empty() { "" } else { "," };
-        let mut cumulative = 0;
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            cumulative += self.counts[i].load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}"
-            );
-        }
-        let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
-        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let braces = if labels.is_empty() {
-            String::new()
-        } else {
-            format!("{{{labels}}}")
-        };
-        let _ = writeln!(out, "{name}_sum{braces} {sum}");
-        let _ = writeln!(out, "{name}_count{braces} {count}");
-    }
-}
 
 /// Upstream failure kinds counted per route.
 pub const UPSTREAM_ERROR_KINDS: [&str; 5] = [
@@ -66,49 +45,289 @@ pub const UPSTREAM_ERROR_KINDS: [&str; 5] = [
 /// Decisions counted per route.
 pub const DECISIONS: [&str; 3] = ["allow", "deny", "report_deny"];
 
-/// Counters of one route (or of requests that matched none): lock-free, allocated at start.
-#[derive(Debug)]
-struct RouteMetrics {
-    name: String,
-    /// Index `status - 100` for statuses 100..=599.
-    statuses: Vec<AtomicU64>,
-    latency: Histogram,
-    upstream_errors: [AtomicU64; 5],
-    decisions: [AtomicU64; 3],
+/// The label value for a name that is not in the loaded policies (or not known).
+pub const UNLISTED: &str = "-";
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteStatus {
+    route: Arc<String>,
+    status: u16,
 }
 
-impl RouteMetrics {
-    fn new(name: String) -> RouteMetrics {
-        RouteMetrics {
-            name,
-            statuses: (100..600).map(|_| AtomicU64::new(0)).collect(),
-            latency: Histogram::default(),
-            upstream_errors: Default::default(),
-            decisions: Default::default(),
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabel {
+    route: Arc<String>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteKind {
+    route: Arc<String>,
+    kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteDecision {
+    route: Arc<String>,
+    decision: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AccessLabels {
+    region: String,
+    purpose: String,
+    decision: &'static str,
+    reason: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RegionPurpose {
+    region: String,
+    purpose: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MaskedLabels {
+    region: String,
+    purpose: String,
+    redactor: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IncidentLabels {
+    region: String,
+    purpose: String,
+    kind: &'static str,
+}
+
+type HistogramFamily = Family<RouteLabel, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+/// One audited access, as the compliance series count it.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// The subject's region, if resolved.
+    pub region: Option<String>,
+    /// The declared purpose, if valid.
+    pub purpose: Option<String>,
+    /// The decision recorded (`None` only before a decision could be recorded).
+    pub decision: Option<Decision>,
+    /// The recorded reason: an error code or a policy reason (names fixed in the code, so the
+    /// label set stays bounded).
+    pub reason: String,
+    /// Fields removed by minimisation.
+    pub fields_withheld: u64,
+    /// Values masked, per redactor.
+    pub redactions: BTreeMap<String, u64>,
+}
+
+impl From<&AuditEntry> for Access {
+    fn from(e: &AuditEntry) -> Self {
+        Access {
+            region: e.region.clone(),
+            purpose: e.purpose.clone(),
+            decision: Some(e.decision),
+            reason: e.reason.clone(),
+            fields_withheld: e.fields_removed.len() as u64,
+            redactions: e.redactions.clone(),
         }
     }
 }
 
-/// Data-plane metrics, labelled by route name. Routes are known at start, so recording is a
-/// few atomic adds and never allocates.
+/// Which exposition format a scraper gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exposition {
+    /// OpenMetrics 1.0.0 text.
+    OpenMetrics,
+    /// Prometheus text format 0.0.4.
+    Text,
+}
+
+impl Exposition {
+    /// Picks the format from an `Accept` header: OpenMetrics when it is listed with a
+    /// quality at least that of `text/plain` (and above zero), else text 0.0.4.
+    pub fn negotiate(accept: Option<&str>) -> Exposition {
+        let Some(accept) = accept else {
+            return Exposition::Text;
+        };
+        let mut open = 0.0f32;
+        let mut text = 0.0f32;
+        for item in accept.split(',') {
+            let mut parts = item.split(';').map(str::trim);
+            let media = parts.next().unwrap_or_default().to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.strip_prefix("q="))
+                .find_map(|q| q.parse::<f32>().ok())
+                .unwrap_or(1.0);
+            match media.as_str() {
+                "application/openmetrics-text" => open = open.max(q),
+                "text/plain" | "text/*" | "*/*" => text = text.max(q),
+                _ => {}
+            }
+        }
+        if open > 0.0 && open >= text {
+            Exposition::OpenMetrics
+        } else {
+            Exposition::Text
+        }
+    }
+
+    /// The response's `Content-Type`.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Exposition::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Exposition::Text => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+}
+
+/// Per-route handles, created at start so a request never allocates a label set.
+#[derive(Debug)]
+struct RouteHandles {
+    name: Arc<String>,
+    latency: Histogram,
+    upstream_errors: [Counter; 5],
+    decisions: [Counter; 3],
+}
+
+/// Every series of the gateway (see the module doc).
 #[derive(Debug)]
 pub struct Metrics {
+    registry: Registry,
     /// One per configured route, then one for requests that matched no route (`route="-"`).
-    routes: Vec<RouteMetrics>,
+    routes: Vec<RouteHandles>,
+    requests: Family<RouteStatus, Counter>,
+    accesses: Family<AccessLabels, Counter>,
+    gpc: Family<RegionPurpose, Counter>,
+    withheld: Family<RegionPurpose, Counter>,
+    masked: Family<MaskedLabels, Counter>,
+    incidents: Family<IncidentLabels, Counter>,
+    /// Audit failures since start, all labels (for `/v1/stats`).
+    audit_failures: Counter,
+    policies: Arc<PolicyRegistry>,
+}
+
+/// What is read at scrape time: store tallies, audit health, policy reload failures.
+#[derive(Debug)]
+struct ScrapeTime {
+    store: ConsentStore,
+    policies: Arc<PolicyRegistry>,
+    default_region: String,
 }
 
 impl Metrics {
-    /// Metrics for the given route names (in route-table order).
-    pub fn new<'a>(routes: impl IntoIterator<Item = &'a str>) -> Metrics {
-        let mut all: Vec<RouteMetrics> = routes
+    /// The registry for the given route names (in route-table order), with the audit log's
+    /// series and the scrape-time figures of the store and the policies.
+    pub fn new<'a>(
+        routes: impl IntoIterator<Item = &'a str>,
+        store: ConsentStore,
+        policies: Arc<PolicyRegistry>,
+        audit: AuditLog,
+        default_region: &str,
+    ) -> Metrics {
+        let mut registry = Registry::with_prefix("consentgate");
+        let requests = Family::<RouteStatus, Counter>::default();
+        let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
+        let upstream = Family::<RouteKind, Counter>::default();
+        let decisions = Family::<RouteDecision, Counter>::default();
+        let mut names: Vec<Arc<String>> = routes.into_iter().map(|n| Arc::new(n.into())).collect();
+        names.push(Arc::new(UNLISTED.into()));
+        let routes = names
             .into_iter()
-            .map(|n| RouteMetrics::new(n.to_string()))
+            .map(|name| RouteHandles {
+                latency: latency.get_or_create_owned(&RouteLabel {
+                    route: name.clone(),
+                }),
+                upstream_errors: UPSTREAM_ERROR_KINDS.map(|kind| {
+                    upstream.get_or_create_owned(&RouteKind {
+                        route: name.clone(),
+                        kind,
+                    })
+                }),
+                decisions: DECISIONS.map(|decision| {
+                    decisions.get_or_create_owned(&RouteDecision {
+                        route: name.clone(),
+                        decision,
+                    })
+                }),
+                name,
+            })
             .collect();
-        all.push(RouteMetrics::new("-".into()));
-        Metrics { routes: all }
+        registry.register(
+            "requests",
+            "Requests answered, by route and status",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time from request to response headers, by route",
+            latency,
+        );
+        registry.register(
+            "upstream_errors",
+            "Upstream failures, by route and kind",
+            upstream,
+        );
+        registry.register(
+            "decisions",
+            "Consent decisions on personal-data routes that have their audit record, by route",
+            decisions,
+        );
+        let accesses = Family::<AccessLabels, Counter>::default();
+        registry.register(
+            "accesses",
+            "Audited personal-data accesses, by region, purpose, decision and reason",
+            accesses.clone(),
+        );
+        let gpc = Family::<RegionPurpose, Counter>::default();
+        registry.register(
+            "gpc_applied",
+            "Accesses refused (or, in report mode, marked) because of a Sec-GPC: 1 signal",
+            gpc.clone(),
+        );
+        let withheld = Family::<RegionPurpose, Counter>::default();
+        registry.register(
+            "fields_withheld",
+            "Response fields removed by minimisation",
+            withheld.clone(),
+        );
+        let masked = Family::<MaskedLabels, Counter>::default();
+        registry.register(
+            "values_masked",
+            "Values masked, by region, purpose and redactor",
+            masked.clone(),
+        );
+        let incidents = Family::<IncidentLabels, Counter>::default();
+        registry.register(
+            "incidents",
+            "Compliance incidents: report_deny (would-be denials let through), fail_closed \
+             (refusals because a body could not be processed or the store or audit log was \
+             unavailable), audit_failure (a record could not be written)",
+            incidents.clone(),
+        );
+        audit.register_metrics(registry.sub_registry_with_prefix("audit"));
+        registry.register_collector(Box::new(ScrapeTime {
+            store,
+            policies: policies.clone(),
+            default_region: default_region.to_owned(),
+        }));
+        Metrics {
+            registry,
+            routes,
+            requests,
+            accesses,
+            gpc,
+            withheld,
+            masked,
+            incidents,
+            audit_failures: Counter::default(),
+            policies,
+        }
     }
 
-    fn route(&self, index: Option<usize>) -> Option<&RouteMetrics> {
+    fn route(&self, index: Option<usize>) -> Option<&RouteHandles> {
         let last = self.routes.len().checked_sub(1)?;
         self.routes.get(index.unwrap_or(last).min(last))
     }
@@ -117,10 +336,13 @@ impl Metrics {
     /// when no route matched).
     pub fn request(&self, index: Option<usize>, status: u16, elapsed: Duration) {
         if let Some(r) = self.route(index) {
-            if let Some(c) = r.statuses.get(usize::from(status.saturating_sub(100))) {
-                c.fetch_add(1, Ordering::Relaxed);
-            }
-            r.latency.observe(elapsed);
+            self.requests
+                .get_or_create(&RouteStatus {
+                    route: r.name.clone(),
+                    status,
+                })
+                .inc();
+            r.latency.observe(elapsed.as_secs_f64());
         }
     }
 
@@ -129,8 +351,9 @@ impl Metrics {
         if let (Some(r), Some(i)) = (
             self.route(index),
             UPSTREAM_ERROR_KINDS.iter().position(|k| *k == kind),
-        ) {
-            r.upstream_errors[i].fetch_add(1, Ordering::Relaxed);
+        ) && let Some(c) = r.upstream_errors.get(i)
+        {
+            c.inc();
         }
     }
 
@@ -139,94 +362,234 @@ impl Metrics {
         if let (Some(r), Some(i)) = (
             self.route(index),
             DECISIONS.iter().position(|d| *d == decision),
-        ) {
-            r.decisions[i].fetch_add(1, Ordering::Relaxed);
+        ) && let Some(c) = r.decisions.get(i)
+        {
+            c.inc();
         }
     }
 
-    /// Renders all series.
-    pub fn render(&self, out: &mut String) {
-        out.push_str("# HELP consentgate_requests_total Requests answered, by route and status.\n");
-        out.push_str("# TYPE consentgate_requests_total counter\n");
-        for r in &self.routes {
-            for (i, c) in r.statuses.iter().enumerate() {
-                let n = c.load(Ordering::Relaxed);
-                if n > 0 {
-                    let _ = writeln!(
-                        out,
-                        "consentgate_requests_total{{route=\"{}\",status=\"{}\"}} {n}",
-                        r.name,
-                        i + 100
-                    );
-                }
-            }
+    /// Counts an access whose audit record was written (`recorded`), or an audit failure.
+    pub fn access(&self, access: &Access, recorded: bool) {
+        let set = self.policies.current();
+        let (region, purpose) = bounded(&set, access.region.as_deref(), access.purpose.as_deref());
+        if !recorded {
+            self.audit_failures.inc();
+            self.incident(&region, &purpose, IncidentKind::AuditFailure);
+            return;
         }
-        out.push_str(
-            "# HELP consentgate_request_duration_seconds Time from request to response headers.\n",
-        );
-        out.push_str("# TYPE consentgate_request_duration_seconds histogram\n");
-        for r in &self.routes {
-            r.latency.render(
-                out,
-                "consentgate_request_duration_seconds",
-                &format!("route=\"{}\"", r.name),
-            );
+        let Some(decision) = access.decision else {
+            return;
+        };
+        self.accesses
+            .get_or_create(&AccessLabels {
+                region: region.clone(),
+                purpose: purpose.clone(),
+                decision: decision.as_str(),
+                reason: access.reason.clone(),
+            })
+            .inc();
+        let cell = RegionPurpose {
+            region: region.clone(),
+            purpose: purpose.clone(),
+        };
+        if crate::stats::gpc_applied(&access.reason) {
+            self.gpc.get_or_create(&cell).inc();
         }
-        out.push_str(
-            "# HELP consentgate_upstream_errors_total Upstream failures, by route and kind.\n",
-        );
-        out.push_str("# TYPE consentgate_upstream_errors_total counter\n");
-        for r in &self.routes {
-            for (kind, c) in UPSTREAM_ERROR_KINDS.iter().zip(&r.upstream_errors) {
-                let _ = writeln!(
-                    out,
-                    "consentgate_upstream_errors_total{{route=\"{}\",kind=\"{kind}\"}} {}",
-                    r.name,
-                    c.load(Ordering::Relaxed)
-                );
-            }
+        if access.fields_withheld > 0 {
+            self.withheld
+                .get_or_create(&cell)
+                .inc_by(access.fields_withheld);
         }
-        out.push_str(
-            "# HELP consentgate_decisions_total Consent decisions on personal-data routes.\n",
-        );
-        out.push_str("# TYPE consentgate_decisions_total counter\n");
-        for r in &self.routes {
-            for (d, c) in DECISIONS.iter().zip(&r.decisions) {
-                let _ = writeln!(
-                    out,
-                    "consentgate_decisions_total{{route=\"{}\",decision=\"{d}\"}} {}",
-                    r.name,
-                    c.load(Ordering::Relaxed)
-                );
-            }
+        let policy = access.region.as_deref().and_then(|r| set.get(r));
+        for (name, n) in &access.redactions {
+            let known = policy
+                .as_ref()
+                .is_some_and(|p| p.redactors.contains_key(name));
+            self.masked
+                .get_or_create(&MaskedLabels {
+                    region: region.clone(),
+                    purpose: purpose.clone(),
+                    redactor: if known { name.clone() } else { UNLISTED.into() },
+                })
+                .inc_by(*n);
+        }
+        if let Some(kind) = incident_of(decision, &access.reason) {
+            self.incident(&region, &purpose, kind);
+        }
+    }
+
+    fn incident(&self, region: &str, purpose: &str, kind: IncidentKind) {
+        self.incidents
+            .get_or_create(&IncidentLabels {
+                region: region.to_owned(),
+                purpose: purpose.to_owned(),
+                kind: kind.as_str(),
+            })
+            .inc();
+    }
+
+    /// Accesses whose audit record could not be written, since start.
+    pub fn audit_failures(&self) -> u64 {
+        self.audit_failures.get()
+    }
+
+    /// Renders every series in `format`.
+    pub fn render(&self, format: Exposition) -> String {
+        let mut out = String::with_capacity(8192);
+        // Writing to a String cannot fail; a collector error would only truncate.
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            tracing::error!("metrics exposition failed");
+        }
+        match format {
+            Exposition::OpenMetrics => out,
+            Exposition::Text => to_text_004(&out),
         }
     }
 }
 
+/// The label values for a region and purpose: the names if the loaded policies define them
+/// (the purpose in that region's policy), else [`UNLISTED`].
+pub(crate) fn bounded(
+    set: &PolicySet,
+    region: Option<&str>,
+    purpose: Option<&str>,
+) -> (String, String) {
+    let policy = region.and_then(|r| set.get(r));
+    let region_label = match (&policy, region) {
+        (Some(_), Some(r)) => r.to_owned(),
+        _ => UNLISTED.to_owned(),
+    };
+    let purpose_label = match (&policy, purpose) {
+        (Some(p), Some(name)) if p.purpose(name).is_some() => name.to_owned(),
+        _ => UNLISTED.to_owned(),
+    };
+    (region_label, purpose_label)
+}
+
+impl Collector for ScrapeTime {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let set = self.policies.current();
+        let cells = crate::stats::consent_cells(
+            &set,
+            &self.store.tally().snapshot(OffsetDateTime::now_utc()),
+            &self.default_region,
+        );
+        {
+            let mut family = encoder.encode_descriptor(
+                "consent_subjects",
+                "Subjects per consent state, by region and purpose (from the store's tally)",
+                None,
+                ConstGauge::new(0u64).metric_type(),
+            )?;
+            for cell in &cells {
+                for state in CountedState::ALL {
+                    let labels = [
+                        ("region", cell.region.as_str()),
+                        ("purpose", cell.purpose.as_str()),
+                        ("state", state.as_str()),
+                    ];
+                    ConstGauge::new(cell.counts.get(state))
+                        .encode(family.encode_family(&labels)?)?;
+                }
+            }
+        }
+        {
+            let mut family = encoder.encode_descriptor(
+                "consent_rate",
+                "Granted subjects over subjects with a recorded decision, by region and purpose",
+                None,
+                ConstGauge::new(0.0f64).metric_type(),
+            )?;
+            for cell in &cells {
+                if let Some(rate) = cell.counts.consent_rate() {
+                    let labels = [
+                        ("region", cell.region.as_str()),
+                        ("purpose", cell.purpose.as_str()),
+                    ];
+                    ConstGauge::new(rate).encode(family.encode_family(&labels)?)?;
+                }
+            }
+        }
+        let failures = ConstCounter::new(self.policies.reload_failures());
+        failures.encode(encoder.encode_descriptor(
+            "policy_reload_failures",
+            "Policy reloads refused (the last good set kept serving): an incident",
+            None,
+            failures.metric_type(),
+        )?)?;
+        Ok(())
+    }
+}
+
+/// OpenMetrics text to the Prometheus text format 0.0.4: counter families are named with
+/// their `_total` suffix, `unknown` becomes `untyped`, `# UNIT` and `# EOF` go.
+fn to_text_004(open: &str) -> String {
+    let mut out = String::with_capacity(open.len());
+    let mut help: Option<(&str, &str)> = None;
+    for line in open.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, text) = rest.split_once(' ').unwrap_or((rest, ""));
+            help = Some((name, text));
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            let (name, kind) = match kind {
+                "counter" => (format!("{name}_total"), "counter"),
+                "unknown" => (name.to_owned(), "untyped"),
+                k => (name.to_owned(), k),
+            };
+            if let Some((_, text)) = help.take() {
+                out.push_str(&format!("# HELP {name} {text}\n"));
+            }
+            out.push_str(&format!("# TYPE {name} {kind}\n"));
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
-    fn renders_counters_and_histogram() {
-        let m = Metrics::new(["customers"]);
-        m.request(Some(0), 200, Duration::from_millis(3));
-        m.request(Some(0), 200, Duration::from_millis(30));
-        m.upstream_error(Some(0), "timeout");
-        m.request(None, 404, Duration::from_millis(1));
-        let mut out = String::new();
-        m.render(&mut out);
-        assert!(out.contains("consentgate_requests_total{route=\"customers\",status=\"200\"} 2"));
-        assert!(out.contains(
-            "consentgate_request_duration_seconds_bucket{route=\"customers\",le=\"0.005\"} 1"
-        ));
-        assert!(out.contains(
-            "consentgate_request_duration_seconds_bucket{route=\"customers\",le=\"+Inf\"} 2"
-        ));
-        assert!(
-            out.contains(
-                "consentgate_upstream_errors_total{route=\"customers\",kind=\"timeout\"} 1"
-            )
+    fn negotiation_prefers_openmetrics_only_when_asked() {
+        assert_eq!(Exposition::negotiate(None), Exposition::Text);
+        assert_eq!(Exposition::negotiate(Some("*/*")), Exposition::Text);
+        assert_eq!(
+            Exposition::negotiate(Some("text/plain;version=0.0.4")),
+            Exposition::Text
+        );
+        // What Prometheus sends.
+        assert_eq!(
+            Exposition::negotiate(Some(
+                "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+            )),
+            Exposition::OpenMetrics
+        );
+        assert_eq!(
+            Exposition::negotiate(Some("application/openmetrics-text;q=0,text/plain")),
+            Exposition::Text
+        );
+        assert_eq!(
+            Exposition::negotiate(Some("text/plain;q=0.9,application/openmetrics-text;q=0.1")),
+            Exposition::Text
+        );
+    }
+
+    #[test]
+    fn text_004_names_counters_with_total_and_drops_eof() {
+        let open = "# HELP x_requests Requests.\n# TYPE x_requests counter\nx_requests_total{a=\"1\"} 2\n# HELP x_up Up.\n# TYPE x_up gauge\n# UNIT x_up seconds\nx_up 1\n# EOF\n";
+        assert_eq!(
+            to_text_004(open),
+            "# HELP x_requests_total Requests.\n# TYPE x_requests_total counter\nx_requests_total{a=\"1\"} 2\n# HELP x_up Up.\n# TYPE x_up gauge\nx_up 1\n"
         );
     }
 }

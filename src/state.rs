@@ -20,6 +20,8 @@ pub struct State {
     pub client: UpstreamClient,
     /// Data-plane metrics.
     pub metrics: Metrics,
+    /// Per-segment summaries of the audit log, for `GET /v1/stats`.
+    pub stats: Arc<crate::stats::StatsIndex>,
     /// Consent records and subject regions.
     pub store: ConsentStore,
     /// The loaded policy set, swapped atomically on reload.

@@ -9,9 +9,11 @@
 mod attribution;
 mod audit;
 mod consent;
+mod dashboard;
 mod policies;
 mod request;
 mod routes;
+mod stats;
 
 pub use routes::{AdminRoute, routes};
 
@@ -137,16 +139,19 @@ async fn dispatch(
             ))
         }
         Handler::Metrics => {
-            let mut out = String::with_capacity(4096);
-            state.metrics.render(&mut out);
-            state.audit.render_prometheus(&mut out);
-            let mut resp = Response::new(full(out));
+            let accept = headers
+                .get(http::header::ACCEPT)
+                .and_then(|v| v.to_str().ok());
+            let format = crate::metrics::Exposition::negotiate(accept);
+            let mut resp = Response::new(full(state.metrics.render(format)));
             resp.headers_mut().insert(
                 CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; version=0.0.4"),
+                HeaderValue::from_static(format.content_type()),
             );
             Ok(resp)
         }
+        Handler::Stats => stats::stats(state, headers, query).await,
+        Handler::Dashboard => Ok(dashboard::page()),
         Handler::PutRegion => consent::put_region(state, r.caller_name()?, body, r.param(0)).await,
         Handler::CurrentConsents => consent::current(state, r.param(0)).await,
         Handler::History => consent::history(state, query, r.param(0)).await,

@@ -22,6 +22,10 @@ pub(crate) enum Handler {
     AuditCheckpoint,
     Policies,
     PolicyReload,
+    /// `GET /v1/stats`: the compliance figures over a window.
+    Stats,
+    /// `GET /dashboard`: the compliance officer's page.
+    Dashboard,
 }
 
 /// One admin endpoint.
@@ -55,10 +59,13 @@ const CONSENT_WRITE: Option<&str> = Some("consent:write");
 const AUDIT_READ: Option<&str> = Some("audit:read");
 
 /// Every admin endpoint.
-static ROUTES: [AdminRoute; 15] = [
+static ROUTES: [AdminRoute; 17] = [
     route(Method::GET, "/healthz", None, Handler::Healthz),
     route(Method::GET, "/readyz", None, Handler::Readyz),
     route(Method::GET, "/metrics", None, Handler::Metrics),
+    // The page itself holds no data; it asks for an `audit:read` token and calls /v1/stats.
+    route(Method::GET, "/dashboard", None, Handler::Dashboard),
+    route(Method::GET, "/v1/stats", AUDIT_READ, Handler::Stats),
     route(
         Method::PUT,
         "/v1/subjects/{subject}",

@@ -1,72 +1,30 @@
-//! The audit log's counters and histograms, rendered as Prometheus text.
+//! The audit log's series (`consentgate_audit_*`): counters and histograms the writer
+//! updates, and the log's health and head read at scrape time.
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
-const BATCH_BUCKETS: &[f64] = &[
-    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0,
-];
-const FSYNC_BUCKETS: &[f64] = &[
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use super::writer::Shared;
+
+const FSYNC_BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
-
-/// A fixed-bucket histogram; the sum is kept in micro-units.
-#[derive(Debug)]
-struct Histogram {
-    bounds: &'static [f64],
-    counts: Vec<AtomicU64>,
-    count: AtomicU64,
-    sum_micros: AtomicU64,
-}
-
-impl Histogram {
-    fn new(bounds: &'static [f64]) -> Self {
-        Self {
-            bounds,
-            counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
-            count: AtomicU64::new(0),
-            sum_micros: AtomicU64::new(0),
-        }
-    }
-
-    fn observe(&self, v: f64) {
-        for (bound, count) in self.bounds.iter().zip(&self.counts) {
-            if v <= *bound {
-                count.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        // Saturating float-to-int conversion; values are small and non-negative.
-        self.sum_micros
-            .fetch_add((v * 1e6).round() as u64, Ordering::Relaxed);
-    }
-
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} histogram");
-        for (bound, count) in self.bounds.iter().zip(&self.counts) {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{le=\"{bound}\"}} {}",
-                count.load(Ordering::Relaxed)
-            );
-        }
-        let total = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
-        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum {sum}");
-        let _ = writeln!(out, "{name}_count {total}");
-    }
-}
 
 /// Everything the writer counts.
 #[derive(Debug)]
 pub(crate) struct Metrics {
-    records: AtomicU64,
-    batches: AtomicU64,
-    write_errors: AtomicU64,
-    checkpoints: AtomicU64,
-    checkpoint_errors: AtomicU64,
+    records: Counter,
+    batches: Counter,
+    write_errors: Counter,
+    checkpoints: Counter,
+    checkpoint_errors: Counter,
     batch_size: Histogram,
     fsync_seconds: Histogram,
 }
@@ -74,19 +32,20 @@ pub(crate) struct Metrics {
 impl Metrics {
     pub(crate) fn new() -> Self {
         Self {
-            records: AtomicU64::new(0),
-            batches: AtomicU64::new(0),
-            write_errors: AtomicU64::new(0),
-            checkpoints: AtomicU64::new(0),
-            checkpoint_errors: AtomicU64::new(0),
-            batch_size: Histogram::new(BATCH_BUCKETS),
+            records: Counter::default(),
+            batches: Counter::default(),
+            write_errors: Counter::default(),
+            checkpoints: Counter::default(),
+            checkpoint_errors: Counter::default(),
+            // 1, 2, 4, … 4096 records.
+            batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
             fsync_seconds: Histogram::new(FSYNC_BUCKETS),
         }
     }
 
     pub(crate) fn batch_written(&self, records: usize) {
-        self.records.fetch_add(records as u64, Ordering::Relaxed);
-        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.records.inc_by(records as u64);
+        self.batches.inc();
         self.batch_size.observe(records as f64);
     }
 
@@ -95,112 +54,75 @@ impl Metrics {
     }
 
     pub(crate) fn write_error(&self) {
-        self.write_errors.fetch_add(1, Ordering::Relaxed);
+        self.write_errors.inc();
     }
 
     pub(crate) fn checkpoint(&self, ok: bool) {
-        let counter = if ok {
-            &self.checkpoints
+        if ok {
+            self.checkpoints.inc();
         } else {
-            &self.checkpoint_errors
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+            self.checkpoint_errors.inc();
+        }
     }
 
     pub(crate) fn records(&self) -> u64 {
-        self.records.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn render(&self, out: &mut String, healthy: bool, head_seq: u64) {
-        let counters = [
-            (
-                "records_total",
-                "Audit records written and fsync'd.",
-                &self.records,
-            ),
-            (
-                "batches_total",
-                "Group-commit batches written.",
-                &self.batches,
-            ),
-            (
-                "write_errors_total",
-                "Batches that failed to be written or fsync'd.",
-                &self.write_errors,
-            ),
-            (
-                "checkpoints_total",
-                "Signed checkpoints written.",
-                &self.checkpoints,
-            ),
-            (
-                "checkpoint_errors_total",
-                "Checkpoints that failed to be signed or written.",
-                &self.checkpoint_errors,
-            ),
-        ];
-        for (name, help, value) in counters {
-            let _ = writeln!(out, "# HELP consentgate_audit_{name} {help}");
-            let _ = writeln!(out, "# TYPE consentgate_audit_{name} counter");
-            let _ = writeln!(
-                out,
-                "consentgate_audit_{name} {}",
-                value.load(Ordering::Relaxed)
-            );
-        }
-        self.batch_size.render(
-            out,
-            "consentgate_audit_batch_size",
-            "Records per group-commit batch.",
-        );
-        self.fsync_seconds.render(
-            out,
-            "consentgate_audit_fsync_seconds",
-            "Time spent in fdatasync per batch.",
-        );
-        let _ = writeln!(
-            out,
-            "# HELP consentgate_audit_healthy 1 if the last write succeeded, else 0."
-        );
-        let _ = writeln!(out, "# TYPE consentgate_audit_healthy gauge");
-        let _ = writeln!(out, "consentgate_audit_healthy {}", u8::from(healthy));
-        let _ = writeln!(
-            out,
-            "# HELP consentgate_audit_head_seq Seq of the last record written."
-        );
-        let _ = writeln!(out, "# TYPE consentgate_audit_head_seq gauge");
-        let _ = writeln!(out, "consentgate_audit_head_seq {head_seq}");
+        self.records.get()
     }
 }
 
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
+/// The log's health and head, read when scraped.
+#[derive(Debug)]
+struct Head(Arc<Shared>);
 
-    #[test]
-    fn renders_counters_and_cumulative_buckets() {
-        let m = Metrics::new();
-        m.batch_written(3);
-        m.batch_written(100);
-        m.fsync(0.002);
-        m.write_error();
-        let mut out = String::new();
-        m.render(&mut out, true, 103);
-        assert!(out.contains("# TYPE consentgate_audit_records_total counter\n"));
-        assert!(out.contains("consentgate_audit_records_total 103\n"));
-        assert!(out.contains("consentgate_audit_batches_total 2\n"));
-        assert!(out.contains("consentgate_audit_write_errors_total 1\n"));
-        assert!(out.contains("consentgate_audit_batch_size_bucket{le=\"4\"} 1\n"));
-        assert!(out.contains("consentgate_audit_batch_size_bucket{le=\"128\"} 2\n"));
-        assert!(out.contains("consentgate_audit_batch_size_bucket{le=\"+Inf\"} 2\n"));
-        assert!(out.contains("consentgate_audit_batch_size_sum 103\n"));
-        assert!(out.contains("consentgate_audit_fsync_seconds_bucket{le=\"0.0025\"} 1\n"));
-        assert!(out.contains("consentgate_audit_fsync_seconds_bucket{le=\"0.001\"} 0\n"));
-        assert!(out.contains("consentgate_audit_healthy 1\n"));
-        assert!(out.contains("consentgate_audit_head_seq 103\n"));
-        for line in out.lines().filter(|l| !l.starts_with('#')) {
-            assert!(line.starts_with("consentgate_audit_"), "{line}");
-        }
+impl Collector for Head {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let healthy = ConstGauge::new(i64::from(self.0.healthy.load(Ordering::Acquire)));
+        healthy.encode(encoder.encode_descriptor(
+            "healthy",
+            "1 if the last write succeeded, else 0",
+            None,
+            healthy.metric_type(),
+        )?)?;
+        let head = ConstGauge::new(self.0.head_seq.load(Ordering::Acquire));
+        head.encode(encoder.encode_descriptor(
+            "head_seq",
+            "Seq of the last record written",
+            None,
+            head.metric_type(),
+        )?)
     }
+}
+
+/// Registers the log's series in `registry` (whose prefix should end in `audit`).
+pub(crate) fn register(shared: &Arc<Shared>, registry: &mut Registry) {
+    let m = &shared.metrics;
+    let counters = [
+        ("records", "Audit records written and fsync'd", &m.records),
+        ("batches", "Group-commit batches written", &m.batches),
+        (
+            "write_errors",
+            "Batches that failed to be written or fsync'd",
+            &m.write_errors,
+        ),
+        ("checkpoints", "Signed checkpoints written", &m.checkpoints),
+        (
+            "checkpoint_errors",
+            "Checkpoints that failed to be signed or written",
+            &m.checkpoint_errors,
+        ),
+    ];
+    for (name, help, counter) in counters {
+        registry.register(name, help, counter.clone());
+    }
+    registry.register(
+        "batch_size",
+        "Records per group-commit batch",
+        m.batch_size.clone(),
+    );
+    registry.register(
+        "fsync_seconds",
+        "Time spent in fdatasync per batch",
+        m.fsync_seconds.clone(),
+    );
+    registry.register_collector(Box::new(Head(Arc::clone(shared))));
 }

@@ -46,6 +46,7 @@ pub use query::{DEFAULT_LIMIT, Filter, MAX_LIMIT, Page, query, scan};
 pub use record::{
     AuditEntry, AuditRecord, CollectionPos, ConsentUsed, Decision, GENESIS_PREV, parse_rfc3339,
 };
+pub(crate) use segment::{Segment, list_segments};
 pub use verify::{CheckpointCheck, Signature, VerifyOptions, VerifyReport, verify, verify_with};
 pub use writer::SyncMode;
 
@@ -395,46 +396,21 @@ impl AuditLog {
         self.inner.shared.metrics.records()
     }
 
-    /// Appends the log's metrics (`consentgate_audit_*`) in Prometheus text format.
-    pub fn render_prometheus(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        let shared = &self.inner.shared;
-        shared.metrics.render(out, self.healthy(), self.head_seq());
-        let gauges = [
-            (
-                "writer_alive",
-                "1 while the audit writer thread runs, else 0.",
-                u64::from(self.writer_alive()),
-            ),
-            (
-                "chain_head_ok",
-                "1 if the chain head verified when the log was opened, else 0 (run audit verify).",
-                u64::from(self.inner.open_problem.is_none()),
-            ),
-            (
-                "lazy_pending",
-                "Records of refusals before authentication queued, not yet fsync'd.",
-                self.lazy_pending() as u64,
-            ),
-        ];
-        for (name, help, value) in gauges {
-            let _ = writeln!(out, "# HELP consentgate_audit_{name} {help}");
-            let _ = writeln!(out, "# TYPE consentgate_audit_{name} gauge");
-            let _ = writeln!(out, "consentgate_audit_{name} {value}");
-        }
-        let _ = writeln!(
-            out,
-            "# HELP consentgate_audit_retention_deleted_segments_total Segments deleted by [audit] retention."
-        );
-        let _ = writeln!(
-            out,
-            "# TYPE consentgate_audit_retention_deleted_segments_total counter"
-        );
-        let _ = writeln!(
-            out,
-            "consentgate_audit_retention_deleted_segments_total {}",
-            shared.retention_deleted.load(Ordering::Relaxed)
-        );
+    /// Registers the log's series (`records`, `batches`, `write_errors`, `checkpoints`,
+    /// `checkpoint_errors`, `batch_size`, `fsync_seconds`, `healthy`, `head_seq`,
+    /// `writer_alive`, `chain_head_ok`, `lazy_pending`, `retention_deleted_segments`) in
+    /// `registry`, e.g. a sub-registry with the prefix `consentgate_audit`.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        metrics::register(&self.inner.shared, registry);
+        registry.register_collector(Box::new(Liveness(Arc::downgrade(&self.inner))));
+    }
+
+    /// The log's series alone, as OpenMetrics text (tests).
+    #[cfg(test)]
+    pub(crate) fn render_prometheus(&self, out: &mut String) {
+        let mut registry = prometheus_client::registry::Registry::with_prefix("consentgate_audit");
+        self.register_metrics(&mut registry);
+        let _ = prometheus_client::encoding::text::encode(out, &registry);
     }
 }
 
@@ -452,4 +428,53 @@ pub fn retained_since(dir: &Path) -> Result<Option<(u64, String)>, AuditError> {
     Ok(serde_json::from_slice::<AuditRecord>(&line)
         .ok()
         .map(|r| (r.seq, r.ts)))
+}
+
+/// The writer's liveness, the chain head's check, the lazy queue and retention, read at scrape
+/// time. Holds the log weakly, so a registry never keeps the writer open.
+#[derive(Debug)]
+struct Liveness(std::sync::Weak<Inner>);
+
+impl prometheus_client::collector::Collector for Liveness {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        let Some(inner) = self.0.upgrade() else {
+            return Ok(());
+        };
+        let alive = inner.thread.as_ref().is_some_and(|t| !t.is_finished());
+        let gauges = [
+            (
+                "writer_alive",
+                "1 while the audit writer thread runs, else 0",
+                i64::from(alive),
+            ),
+            (
+                "chain_head_ok",
+                "1 if the chain head verified when the log was opened, else 0 (run audit verify)",
+                i64::from(inner.open_problem.is_none()),
+            ),
+            (
+                "lazy_pending",
+                "Records of refusals before authentication queued, not yet fsync'd",
+                i64::try_from(inner.shared.lazy_pending.load(Ordering::Acquire))
+                    .unwrap_or(i64::MAX),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(value);
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        let deleted = ConstCounter::new(inner.shared.retention_deleted.load(Ordering::Relaxed));
+        deleted.encode(encoder.encode_descriptor(
+            "retention_deleted_segments",
+            "Segments deleted by [audit] retention",
+            None,
+            deleted.metric_type(),
+        )?)
+    }
 }

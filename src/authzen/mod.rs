@@ -214,7 +214,12 @@ async fn finish(
     resp: Response<Body>,
     request_id: &str,
 ) -> Response<Body> {
-    match state.audit.append_all(records).await {
+    let accesses: Vec<crate::metrics::Access> = records.iter().map(Into::into).collect();
+    let written = state.audit.append_all(records).await;
+    for access in &accesses {
+        state.metrics.access(access, written.is_ok());
+    }
+    match written {
         Ok(_) => resp,
         Err(e) => {
             tracing::error!(error = %e, %request_id, "decision API records not written; releasing nothing");

@@ -28,6 +28,7 @@ mod postgres;
 mod retention;
 mod sled_store;
 mod store;
+mod tally;
 mod terms;
 mod timefmt;
 mod validate;
@@ -48,6 +49,7 @@ pub use model::{
 pub use native::{NATIVE_SCHEMA_VERSION, native_receipts};
 pub use retention::expired as expired_receipts;
 pub use store::{CacheState, ConsentStore, Health, Lookup, StoreError};
+pub use tally::{CountedState, StateCounts, Tally, TallyCell};
 pub use terms::Terms;
 pub use validate::{
     MAX_COLLECTION_METHOD_LEN, MAX_PURPOSE_LEN, MAX_RECORDED_BY_LEN, MAX_REGION_LEN,

@@ -25,6 +25,7 @@ use super::codec::{
 };
 use super::model::{ConsentRecord, ConsentStatus, History, Receipt, RegionReceipt};
 use super::store::{Lookup, StoreError};
+use super::tally::Row;
 
 /// A consent store in a sled database directory.
 #[derive(Debug, Clone)]
@@ -257,6 +258,24 @@ fn split_key(key: &[u8]) -> Option<(&str, &[u8])> {
 }
 
 impl SledStore {
+    /// Every region and current record, in key order (one pass, for the tally).
+    pub(crate) fn tally_rows(&self) -> Result<Vec<(String, Row)>, StoreError> {
+        let mut rows = Vec::new();
+        for item in self.subjects.iter() {
+            let (key, bytes) = item.map_err(sled_error)?;
+            let (subject, rest) = split_key(&key).ok_or(StoreError::Corrupt { tree: CONSENTS })?;
+            let row = if rest.is_empty() {
+                Row::Region(decode_region(&bytes)?)
+            } else {
+                let purpose = std::str::from_utf8(rest)
+                    .map_err(|_| StoreError::Corrupt { tree: CONSENTS })?;
+                Row::Consent(decode_consent(purpose, &bytes)?)
+            };
+            rows.push((subject.to_owned(), row));
+        }
+        Ok(rows)
+    }
+
     /// Every subject with its region, current records and receipts (stored bytes kept),
     /// ordered by subject (byte order).
     pub(crate) fn export(&self) -> Result<Vec<SubjectDump>, StoreError> {
@@ -306,7 +325,7 @@ mod tests {
     fn store() -> (tempfile::TempDir, SledStore, ConsentStore) {
         let dir = tempfile::tempdir().unwrap();
         let sled = SledStore::open(dir.path().join("db")).unwrap();
-        let store = ConsentStore::from_sled(sled.clone());
+        let store = ConsentStore::from_sled(sled.clone()).unwrap();
         (dir, sled, store)
     }
 

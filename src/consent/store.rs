@@ -22,6 +22,7 @@ use super::import::ImportLine;
 use super::model::{ConsentChange, ConsentRecord, History, Receipt, RegionChange, RegionReceipt};
 use super::postgres::PgStore;
 use super::sled_store::SledStore;
+use super::tally::Tally;
 use super::validate::{ValidationError, validate_purpose, validate_subject};
 use crate::config::StoreSettings;
 
@@ -110,7 +111,14 @@ enum Backend {
 #[derive(Debug, Clone)]
 pub struct ConsentStore {
     backend: Arc<Backend>,
+    tally: Arc<Tally>,
 }
+
+/// How often a PostgreSQL replica rebuilds its tally from the database, which brings in
+/// what other replicas wrote (its own writes are counted as they happen).
+const PG_TALLY_REBUILD: std::time::Duration = std::time::Duration::from_secs(300);
+/// How soon a failed PostgreSQL rebuild (database unreachable) is tried again.
+const PG_TALLY_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl ConsentStore {
     /// Opens the configured backend. For PostgreSQL, a configuration error fails
@@ -120,25 +128,50 @@ impl ConsentStore {
     pub async fn open(settings: &StoreSettings) -> Result<Self, StoreError> {
         match settings {
             StoreSettings::Sled { path } => Self::open_sled(path),
-            StoreSettings::Postgres(pg) => Ok(Self {
-                backend: Arc::new(Backend::Postgres(PgStore::open(pg).await?)),
-            }),
+            StoreSettings::Postgres(pg) => {
+                let store = Self {
+                    backend: Arc::new(Backend::Postgres(PgStore::open(pg).await?)),
+                    tally: Arc::default(),
+                };
+                tokio::spawn(rebuild_pg_tally(
+                    Arc::downgrade(&store.backend),
+                    store.tally.clone(),
+                ));
+                Ok(store)
+            }
         }
     }
 
-    /// Opens (or creates) an embedded sled store in directory `path`.
+    /// Opens (or creates) an embedded sled store in directory `path`, and counts its
+    /// subjects per state (see [`ConsentStore::tally`]).
     pub fn open_sled(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::from_sled(SledStore::open(path)?)
+    }
+
+    /// Wraps an open sled backend and rebuilds the tally from it.
+    pub(crate) fn from_sled(sled: SledStore) -> Result<Self, StoreError> {
+        let tally = Tally::default();
+        tally.rebuild(sled.tally_rows()?);
         Ok(Self {
-            backend: Arc::new(Backend::Sled(SledStore::open(path)?)),
+            backend: Arc::new(Backend::Sled(sled)),
+            tally: Arc::new(tally),
         })
     }
 
-    /// Wraps an open sled backend (tests that also poke the trees directly).
-    #[cfg(test)]
-    pub(crate) fn from_sled(sled: SledStore) -> Self {
-        Self {
-            backend: Arc::new(Backend::Sled(sled)),
-        }
+    /// Subjects per consent state, per stored region × purpose, kept current on every write
+    /// (rebuilt at open; on PostgreSQL also every five minutes, for other replicas' writes).
+    pub fn tally(&self) -> &Tally {
+        &self.tally
+    }
+
+    /// Rebuilds the tally now, from one pass over the store's current records.
+    pub async fn rebuild_tally(&self) -> Result<(), StoreError> {
+        let rows = match &*self.backend {
+            Backend::Sled(s) => s.tally_rows()?,
+            Backend::Postgres(p) => p.tally_rows().await?,
+        };
+        self.tally.rebuild(rows);
+        Ok(())
     }
 
     /// The subject's stored region, if one was set.
@@ -326,6 +359,41 @@ impl ConsentStore {
             }
             Backend::Postgres(p) => p.apply(&writes, now).await,
         }
+        .inspect(|written| {
+            for w in written {
+                match w {
+                    Written::Consent(r) => self.tally.consent_written(r),
+                    Written::Region(r) => self.tally.region_written(r),
+                    Written::Unchanged => {}
+                }
+            }
+        })
+    }
+}
+
+/// Rebuilds a PostgreSQL store's tally at start (retrying while the database is
+/// unreachable) and then periodically, until the store is dropped.
+async fn rebuild_pg_tally(backend: std::sync::Weak<Backend>, tally: Arc<Tally>) {
+    loop {
+        let Some(strong) = backend.upgrade() else {
+            return;
+        };
+        let result = match &*strong {
+            Backend::Postgres(p) => p.tally_rows().await,
+            Backend::Sled(_) => return,
+        };
+        drop(strong);
+        let wait = match result {
+            Ok(rows) => {
+                tally.rebuild(rows);
+                PG_TALLY_REBUILD
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "consent tally not rebuilt yet; retrying");
+                PG_TALLY_RETRY
+            }
+        };
+        tokio::time::sleep(wait).await;
     }
 }
 

@@ -2,4 +2,5 @@
 
 pub mod data;
 pub mod seed;
+pub mod traffic;
 pub mod upstream;

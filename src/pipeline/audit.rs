@@ -80,11 +80,13 @@ pub(crate) async fn record(
     };
     // A refusal before authentication names no subject and releases only an error: its
     // record joins the next group commit without waiting for it (bounded; see append_lazy).
+    let access = crate::metrics::Access::from(&entry);
     let written = if ctx.caller.is_none() && decision == Decision::Deny {
         state.audit.append_lazy(entry).await
     } else {
         state.audit.append(entry).await
     };
+    state.metrics.access(&access, written.is_ok());
     if let Err(e) = written {
         tracing::error!(error = %e, request_id = %ctx.request_id, "audit record not written; releasing nothing");
         return (

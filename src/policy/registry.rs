@@ -26,6 +26,7 @@ pub struct PolicyRegistry {
     current: ArcSwap<PolicySet>,
     last_error: Mutex<Option<LoadErrors>>,
     reloads: AtomicU64,
+    failed_reloads: AtomicU64,
     reloading: Mutex<()>,
 }
 
@@ -45,6 +46,7 @@ impl PolicyRegistry {
             current: ArcSwap::from_pointee(set),
             last_error: Mutex::new(None),
             reloads: AtomicU64::new(0),
+            failed_reloads: AtomicU64::new(0),
             reloading: Mutex::new(()),
         })
     }
@@ -85,6 +87,7 @@ impl PolicyRegistry {
                     errors = e.errors().len(),
                     "policy reload refused; the last good policies keep serving"
                 );
+                self.failed_reloads.fetch_add(1, Ordering::Relaxed);
                 *last = Some(e.clone());
                 Err(e)
             }
@@ -102,6 +105,11 @@ impl PolicyRegistry {
     /// Number of successful reloads since start.
     pub fn reload_count(&self) -> u64 {
         self.reloads.load(Ordering::Relaxed)
+    }
+
+    /// Number of refused reloads since start (the last good set kept serving).
+    pub fn reload_failures(&self) -> u64 {
+        self.failed_reloads.load(Ordering::Relaxed)
     }
 
     /// Reloads whenever files in the folder change (debounced by 200 ms, on a background

@@ -30,6 +30,7 @@ use self::schema::{CHANNEL, COMPONENT, KIND_CONSENT, KIND_REGION, MIGRATIONS};
 use super::change::{self, ChangeTx, Write, Written};
 use super::model::{ConsentRecord, ConsentStatus, History, Receipt, RegionReceipt};
 use super::store::{Health, Lookup, StoreError};
+use super::tally::Row;
 use crate::config::PostgresStoreSettings;
 use crate::pg::{self, PgError};
 
@@ -39,6 +40,8 @@ const POOL_SIZE: usize = 16;
 const READ_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest wait for a write transaction (its outcome is unknown past this: 503).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bound on the tally rebuild's two full reads.
+const TALLY_TIMEOUT: Duration = Duration::from_secs(120);
 /// A write about more subjects than this notifies `*` (clear every cache) instead.
 const MAX_NAMED_NOTIFY: usize = 256;
 /// `application_name` of the change feed's connection.
@@ -288,6 +291,40 @@ impl PgStore {
             rows.iter()
                 .map(|row| decode_record(&row.try_get::<_, String>(0).map_err(db_error)?))
                 .collect()
+        })
+        .await
+    }
+
+    /// Every region and current record (one pass, for the tally).
+    pub(crate) async fn tally_rows(&self) -> Result<Vec<(String, Row)>, StoreError> {
+        timed(TALLY_TIMEOUT, "the tally rebuild", async {
+            let client = self.client().await?;
+            let regions = client
+                .query(
+                    "SELECT subject, region FROM consent_subjects WHERE region IS NOT NULL",
+                    &[],
+                )
+                .await
+                .map_err(db_error)?;
+            let current = client
+                .query("SELECT subject, record FROM consent_current", &[])
+                .await
+                .map_err(db_error)?;
+            let mut rows = Vec::with_capacity(regions.len() + current.len());
+            for row in &regions {
+                rows.push((
+                    row.try_get::<_, String>(0).map_err(db_error)?,
+                    Row::Region(row.try_get::<_, String>(1).map_err(db_error)?),
+                ));
+            }
+            for row in &current {
+                let record = decode_record(&row.try_get::<_, String>(1).map_err(db_error)?)?;
+                rows.push((
+                    row.try_get::<_, String>(0).map_err(db_error)?,
+                    Row::Consent(record),
+                ));
+            }
+            Ok(rows)
         })
         .await
     }

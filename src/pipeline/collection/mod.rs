@@ -126,7 +126,12 @@ async fn audit_all(
     entries: Vec<AuditEntry>,
 ) -> Result<(), GatewayError> {
     let decisions: Vec<Decision> = entries.iter().map(|e| e.decision).collect();
-    state.audit.append_all(entries).await.map_err(|e| {
+    let accesses: Vec<crate::metrics::Access> = entries.iter().map(Into::into).collect();
+    let written = state.audit.append_all(entries).await;
+    for access in &accesses {
+        state.metrics.access(access, written.is_ok());
+    }
+    written.map_err(|e| {
         tracing::error!(error = %e, %request_id, "collection audit records not written; releasing nothing");
         GatewayError::AuditUnavailable
     })?;
