@@ -221,7 +221,9 @@ async fn stats_and_metrics_give_the_seeded_figures() {
             1.0,
         ),
         ("consentgate_policy_reload_failures_total", 0.0),
-        ("consentgate_audit_records_total", 11.0),
+        // The 11 seeded accesses, and the auditor's read of a subject report above (reads of
+        // reports are themselves recorded).
+        ("consentgate_audit_records_total", 12.0),
         ("consentgate_audit_healthy", 1.0),
     ];
     for (series, want) in expect {

@@ -76,13 +76,6 @@ struct Head(Arc<Shared>);
 
 impl Collector for Head {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let healthy = ConstGauge::new(i64::from(self.0.healthy.load(Ordering::Acquire)));
-        healthy.encode(encoder.encode_descriptor(
-            "healthy",
-            "1 if the last write succeeded, else 0",
-            None,
-            healthy.metric_type(),
-        )?)?;
         let head = ConstGauge::new(self.0.head_seq.load(Ordering::Acquire));
         head.encode(encoder.encode_descriptor(
             "head_seq",

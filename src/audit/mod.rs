@@ -447,7 +447,13 @@ impl prometheus_client::collector::Collector for Liveness {
             return Ok(());
         };
         let alive = inner.thread.as_ref().is_some_and(|t| !t.is_finished());
+        let healthy = alive && inner.shared.healthy.load(Ordering::Acquire);
         let gauges = [
+            (
+                "healthy",
+                "1 if the writer runs and its last write succeeded, else 0",
+                i64::from(healthy),
+            ),
             (
                 "writer_alive",
                 "1 while the audit writer thread runs, else 0",

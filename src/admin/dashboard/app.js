@@ -111,10 +111,18 @@
     $("timeline").replaceChildren(svg);
   }
 
+  // The Markdown report escapes every character that Markdown or HTML could read as syntax;
+  // shown as plain text (textContent, never HTML) the escapes are undone for reading.
+  function readable(md) {
+    return md
+      .replace(/\\([\\`*_{}\[\]()#+\-.!|<>~:'"])/g, "$1")
+      .replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&quot;/g, '"').replace(/&amp;/g, "&");
+  }
+
   async function showReport(subject) {
     try {
       const resp = await get("/v1/subjects/" + encodeURIComponent(subject) + "/report?format=markdown");
-      $("report").textContent = await resp.text();
+      $("report").textContent = readable(await resp.text());
       $("report").hidden = false;
     } catch (e) {
       status("access report: " + e.message, true);
