@@ -142,7 +142,11 @@ pub(crate) fn refused(shared: &Shared<'_>, e: &Evaluation, err: &GatewayError) -
         .as_ref()
         .map(|a| a.name.clone())
         .filter(|p| crate::consent::validate_purpose(p).is_ok());
-    let mut record = entry(shared, subject, purpose);
+    denied(entry(shared, subject, purpose), err)
+}
+
+/// A refused evaluation: `decision: false` with the error in `context`, recorded with its code.
+fn denied(mut record: AuditEntry, err: &GatewayError) -> Evaluated {
     record.reason = err.code().to_owned();
     Evaluated {
         response: json!({
@@ -234,17 +238,5 @@ fn refused_after_lookup(
 ) -> Evaluated {
     let mut record = entry(shared, Some(c.subject.clone()), Some(c.purpose.clone()));
     record.region = region;
-    record.reason = err.code().to_owned();
-    Evaluated {
-        response: json!({
-            "decision": false,
-            "context": {"error": {
-                "status": err.status().as_u16(),
-                "code": err.code(),
-                "message": err.to_string(),
-            }},
-        }),
-        decision: false,
-        entry: record,
-    }
+    denied(record, err)
 }
