@@ -11,6 +11,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 
 use crate::error::GatewayError;
+use crate::http::body::{ReadError, read_capped};
 use crate::http::headers::{self, X_CALLER, X_REQUEST_ID};
 use crate::http::{Body, client::UpstreamClient};
 use crate::routing::Upstream;
@@ -163,4 +164,41 @@ pub(crate) async fn send(
 pub(crate) fn response_headers(headers: &mut http::HeaderMap) {
     headers::remove_hop_by_hop(headers);
     headers::remove_own_headers(headers);
+}
+
+/// Sends a personal-data request and buffers the whole answer: head and body within
+/// `timeout`, the body capped at `max_body` (by `Content-Length` or while reading). A partial
+/// answer (`206`) is refused: `Range` was removed, and a fragment cannot be minimised with
+/// certainty. The headers are returned as the upstream sent them.
+pub(crate) async fn buffered(
+    client: &UpstreamClient,
+    req: Request<Body>,
+    timeout: Duration,
+    max_body: u64,
+) -> Result<(http::response::Parts, bytes::Bytes), GatewayError> {
+    let exchange = async {
+        let (parts, body) = send(client, req, timeout, max_body).await?.into_parts();
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > max_body) {
+            return Err(GatewayError::ResponseTooLarge { limit: max_body });
+        }
+        let bytes = read_capped(body, max_body).await.map_err(|e| match e {
+            ReadError::TooLarge(limit) => GatewayError::ResponseTooLarge { limit },
+            ReadError::Stream(_) => GatewayError::UpstreamUnavailable,
+        })?;
+        Ok((parts, bytes))
+    };
+    let (parts, bytes) = tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| GatewayError::UpstreamTimeout)??;
+    if parts.status == http::StatusCode::PARTIAL_CONTENT {
+        return Err(GatewayError::UnprocessableUpstreamBody(
+            "the upstream answered with partial content, which cannot be minimised".into(),
+        ));
+    }
+    Ok((parts, bytes))
 }

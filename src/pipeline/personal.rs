@@ -11,7 +11,6 @@ use super::resolve::Resolved;
 use super::{Ctx, minimise};
 use crate::auth::Caller;
 use crate::error::GatewayError;
-use crate::http::body::{ReadError, read_capped};
 use crate::http::{Body, full};
 use crate::server::ConnInfo;
 use crate::state::State;
@@ -51,43 +50,13 @@ pub(crate) async fn handle(
     };
     let upstream_req = forward::request(parts, body, &out)?;
     // The whole exchange, head and body, must finish within the upstream timeout.
-    let exchange = async {
-        let resp = forward::send(
-            &state.client,
-            upstream_req,
-            g.upstream_timeout,
-            g.max_body_bytes,
-        )
-        .await?;
-        let (parts, body) = resp.into_parts();
-        let declared = parts
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > g.max_body_bytes) {
-            return Err(GatewayError::ResponseTooLarge {
-                limit: g.max_body_bytes,
-            });
-        }
-        let bytes = read_capped(body, g.max_body_bytes)
-            .await
-            .map_err(|e| match e {
-                ReadError::TooLarge(limit) => GatewayError::ResponseTooLarge { limit },
-                ReadError::Stream(_) => GatewayError::UpstreamUnavailable,
-            })?;
-        Ok((parts, bytes))
-    };
-    let (mut parts, raw) = tokio::time::timeout(g.upstream_timeout, exchange)
-        .await
-        .map_err(|_| GatewayError::UpstreamTimeout)??;
-    if parts.status == http::StatusCode::PARTIAL_CONTENT {
-        // `Range` was removed, so a partial answer is unexpected; a fragment cannot be minimised
-        // with certainty.
-        return Err(GatewayError::UnprocessableUpstreamBody(
-            "the upstream answered with partial content, which cannot be minimised".into(),
-        ));
-    }
+    let (mut parts, raw) = forward::buffered(
+        &state.client,
+        upstream_req,
+        g.upstream_timeout,
+        g.max_body_bytes,
+    )
+    .await?;
     // Decoding and minimisation decide on the headers as the upstream sent them; report mode
     // (`ReportDeny`) is minimised exactly like an allowed answer. Hop-by-hop removal runs last.
     let released = minimise::body(

@@ -15,7 +15,6 @@ use super::super::{Ctx, decode, forward};
 use super::{X_WITHHELD, audit_all, records, release_headers};
 use crate::audit::CollectionPos;
 use crate::error::GatewayError;
-use crate::http::body::{ReadError, read_capped};
 use crate::http::{Body, full};
 use crate::policy::{NonJson, Verdict};
 use crate::routing::{Collection, Route, get_path_mut};
@@ -42,41 +41,13 @@ pub(super) async fn respond(
     ctx: &mut Ctx,
 ) -> Result<Response<Body>, GatewayError> {
     let g = &state.settings.gateway;
-    let exchange = async {
-        let resp = forward::send(
-            &state.client,
-            upstream_req,
-            g.upstream_timeout,
-            g.max_body_bytes,
-        )
-        .await?;
-        let (parts, body) = resp.into_parts();
-        let declared = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > g.max_body_bytes) {
-            return Err(GatewayError::ResponseTooLarge {
-                limit: g.max_body_bytes,
-            });
-        }
-        let bytes = read_capped(body, g.max_body_bytes)
-            .await
-            .map_err(|e| match e {
-                ReadError::TooLarge(limit) => GatewayError::ResponseTooLarge { limit },
-                ReadError::Stream(_) => GatewayError::UpstreamUnavailable,
-            })?;
-        Ok((parts, bytes))
-    };
-    let (mut parts, raw) = tokio::time::timeout(g.upstream_timeout, exchange)
-        .await
-        .map_err(|_| GatewayError::UpstreamTimeout)??;
-    if parts.status == http::StatusCode::PARTIAL_CONTENT {
-        return Err(GatewayError::UnprocessableUpstreamBody(
-            "the upstream answered with partial content, which cannot be minimised".into(),
-        ));
-    }
+    let (mut parts, raw) = forward::buffered(
+        &state.client,
+        upstream_req,
+        g.upstream_timeout,
+        g.max_body_bytes,
+    )
+    .await?;
     forward::response_headers(&mut parts.headers);
     let data = decode::decode(&parts.headers, raw, g.max_body_bytes)?;
     let (mut doc, items) = match split(&data, shape) {
