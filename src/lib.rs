@@ -137,7 +137,10 @@ impl Gateway {
             None
         };
         let store = consent::ConsentStore::open(&settings.store).await?;
-        let audit = audit::AuditLog::open(audit_config(&settings))?;
+        let config = audit_config(&settings);
+        let audit = tokio::task::spawn_blocking(move || audit::AuditLog::open(config))
+            .await
+            .map_err(|e| audit::AuditError::WriteFailed(format!("audit log open failed: {e}")))??;
         let data = bind("gateway.listen", settings.gateway.listen).await?;
         let admin = bind("admin.listen", settings.admin_listen).await?;
         let metrics = metrics::Metrics::new(
@@ -147,7 +150,10 @@ impl Gateway {
             audit.clone(),
             &settings.gateway.default_region,
         );
-        let stats = Arc::new(stats::StatsIndex::new(audit.dir()));
+        let stats = match audit.reader() {
+            audit::Reader::Files(dir) => Some(Arc::new(stats::StatsIndex::new(dir.clone()))),
+            audit::Reader::Postgres(_) => None,
+        };
         let max_in_flight = settings.gateway.max_in_flight;
         let state = Arc::new(State {
             settings,
@@ -234,7 +240,13 @@ impl Gateway {
 fn audit_config(settings: &Settings) -> audit::AuditConfig {
     let a = &settings.audit;
     audit::AuditConfig {
-        dir: a.dir.clone(),
+        storage: match &a.storage {
+            config::AuditStorage::Files { dir } => audit::Storage::Files(dir.clone()),
+            config::AuditStorage::Postgres { target, replica } => audit::Storage::Postgres {
+                target: target.clone(),
+                replica: replica.clone(),
+            },
+        },
         sync: match a.sync {
             config::AuditSync::Group => audit::SyncMode::Group,
             config::AuditSync::Always => audit::SyncMode::Always,

@@ -157,8 +157,15 @@ enum AuditCommand {
     /// retention) could not be checked against a trusted public key ("unverified").
     Verify {
         /// Audit folder (default: `[audit] dir` of consentgate.toml, else data/audit).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "url")]
         dir: Option<PathBuf>,
+        /// Verify every replica's chain in PostgreSQL instead (`[audit] backend = "postgres"`):
+        /// `postgres://user@host:5432/dbname`.
+        #[arg(long)]
+        url: Option<String>,
+        /// File holding the database password (with --url).
+        #[arg(long, requires = "url")]
+        password_file: Option<PathBuf>,
         /// A checkpoint (JSON object, or a checkpoints .jsonl file: its last line).
         #[arg(long)]
         checkpoint: Option<PathBuf>,
@@ -169,8 +176,14 @@ enum AuditCommand {
     /// Export records, oldest first.
     Export {
         /// Audit folder (default: `[audit] dir` of consentgate.toml, else data/audit).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "url")]
         dir: Option<PathBuf>,
+        /// Export from every replica's chain in PostgreSQL instead, merged by time.
+        #[arg(long)]
+        url: Option<String>,
+        /// File holding the database password (with --url).
+        #[arg(long, requires = "url")]
+        password_file: Option<PathBuf>,
         /// Only this data subject.
         #[arg(long)]
         subject: Option<String>,
@@ -183,6 +196,23 @@ enum AuditCommand {
         /// jsonl or csv.
         #[arg(long, default_value = "jsonl")]
         format: String,
+    },
+    /// Copy a file audit log (segments and checkpoints) into one chain in PostgreSQL, byte
+    /// for byte, for a replica of that name to continue. Idempotent; refuses a source that
+    /// does not verify and a chain that holds other records (exit 1).
+    Migrate {
+        /// The audit folder (stop the gateway writing it first).
+        #[arg(long)]
+        from: PathBuf,
+        /// The database: `postgres://user@host:5432/dbname` (as `[audit] url`).
+        #[arg(long)]
+        to: String,
+        /// File holding the database password.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+        /// The chain to write: the `[audit] replica` name that will continue it.
+        #[arg(long)]
+        replica: String,
     },
 }
 
@@ -350,9 +380,10 @@ fn policy_command(command: PolicyCommand) -> Result<ExitCode> {
 
 fn audit_dir(dir: Option<PathBuf>) -> PathBuf {
     dir.unwrap_or_else(|| {
-        Settings::load(Path::new("consentgate.toml"))
-            .map(|s| s.audit.dir)
-            .unwrap_or_else(|_| PathBuf::from("data/audit"))
+        match Settings::load(Path::new("consentgate.toml")).map(|s| s.audit.storage) {
+            Ok(consentgate::config::AuditStorage::Files { dir }) => dir,
+            _ => PathBuf::from("data/audit"),
+        }
     })
 }
 
@@ -360,9 +391,34 @@ fn audit_command(command: AuditCommand) -> Result<ExitCode> {
     use consentgate::audit;
     match command {
         AuditCommand::Verify {
+            url: Some(url),
+            password_file,
+            checkpoint,
+            public_key,
+            ..
+        } => {
+            anyhow::ensure!(
+                checkpoint.is_none(),
+                "--checkpoint is for a file log; with --url each chain is checked against its checkpoints in the database"
+            );
+            let key = public_key
+                .as_deref()
+                .map(|k| std::fs::read(k).with_context(|| format!("reading {}", k.display())))
+                .transpose()?;
+            let reader = pg_reader(&url, password_file)?;
+            let report = runtime()?.block_on(reader.verify(key.as_deref()))?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(if report.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        AuditCommand::Verify {
             dir,
             checkpoint,
             public_key,
+            ..
         } => {
             let dir = audit_dir(dir);
             let cp = checkpoint
@@ -389,12 +445,13 @@ fn audit_command(command: AuditCommand) -> Result<ExitCode> {
         }
         AuditCommand::Export {
             dir,
+            url,
+            password_file,
             subject,
             from,
             to,
             format,
         } => {
-            let dir = audit_dir(dir);
             let filter = audit::Filter {
                 subject,
                 from: from.as_deref().map(audit::parse_rfc3339).transpose()?,
@@ -403,11 +460,50 @@ fn audit_command(command: AuditCommand) -> Result<ExitCode> {
             };
             let format: audit::Format = format.parse()?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            audit::export(&dir, &filter, format, &mut out)?;
+            match url {
+                Some(url) => {
+                    let reader = pg_reader(&url, password_file)?;
+                    runtime()?.block_on(reader.export(&filter, format, &mut out))?;
+                }
+                None => {
+                    audit::export(&audit_dir(dir), &filter, format, &mut out)?;
+                }
+            }
             std::io::Write::flush(&mut out)?;
             Ok(ExitCode::SUCCESS)
         }
+        AuditCommand::Migrate {
+            from,
+            to,
+            password_file,
+            replica,
+        } => {
+            let target = consentgate::pg::PgTarget::parse(&to, Path::new("."), password_file)
+                .map_err(|m| anyhow::anyhow!("--to {m}"))?;
+            match audit::migrate_files_to_postgres(&from, &target, &replica) {
+                Ok(report) => {
+                    println!("{}", serde_json::to_string(&report)?);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e @ audit::AuditError::Migrate(_)) => {
+                    eprintln!("consentgate: {e}");
+                    Ok(ExitCode::from(1))
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
     }
+}
+
+/// A reader of every chain in the database at `url` (a small pool; the CLI's runtime drives it).
+fn pg_reader(url: &str, password_file: Option<PathBuf>) -> Result<consentgate::audit::PgAudit> {
+    let target = consentgate::pg::PgTarget::parse(url, Path::new("."), password_file)
+        .map_err(|m| anyhow::anyhow!("--url {m}"))?;
+    let pool = target
+        .connector()?
+        .named("consentgate-audit-cli")
+        .pool(2, consentgate::pg::CONNECT_TIMEOUT)?;
+    Ok(consentgate::audit::PgAudit::new(pool))
 }
 
 fn store_migrate(from: &str, to: &str, password_file: Option<PathBuf>) -> Result<ExitCode> {

@@ -20,8 +20,9 @@ pub struct State {
     pub client: UpstreamClient,
     /// Data-plane metrics.
     pub metrics: Metrics,
-    /// Per-segment summaries of the audit log, for `GET /v1/stats`.
-    pub stats: Arc<crate::stats::StatsIndex>,
+    /// Per-segment summaries of the audit log, for `GET /v1/stats` (file backend; on
+    /// PostgreSQL the figures are read from the database).
+    pub stats: Option<Arc<crate::stats::StatsIndex>>,
     /// Consent records and subject regions.
     pub store: ConsentStore,
     /// The loaded policy set, swapped atomically on reload.

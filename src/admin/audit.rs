@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 
 use super::json;
 use super::request::{query, require};
-use crate::audit::{self, AuditError, AuditRecord, Filter};
+use crate::audit::{self, AuditError, AuditRecord, Filter, Reader};
 use crate::error::GatewayError;
 use crate::http::{Body, full};
 use crate::state::State;
@@ -17,6 +17,10 @@ use crate::state::State;
 fn audit_error(e: AuditError) -> GatewayError {
     match e {
         AuditError::BadCursor | AuditError::BadFilter(_) => GatewayError::BadRequest(e.to_string()),
+        e if audit::is_outage(&e) => {
+            tracing::warn!(error = %e, "audit read failed: the database is unavailable");
+            GatewayError::AuditUnavailable
+        }
         other => {
             tracing::error!(error = %other, "audit read failed");
             GatewayError::Internal
@@ -82,8 +86,16 @@ pub(crate) async fn list(
             _ => cursor = Some(v),
         }
     }
-    let dir = state.audit.dir().to_path_buf();
-    let page = blocking(move || audit::query(&dir, &filter, cursor.as_deref())).await?;
+    let page = match state.audit.reader() {
+        Reader::Files(dir) => {
+            let dir = dir.clone();
+            blocking(move || audit::query(&dir, &filter, cursor.as_deref())).await?
+        }
+        Reader::Postgres(pg) => pg
+            .query(&filter, cursor.as_deref())
+            .await
+            .map_err(audit_error)?,
+    };
     let mut body = String::with_capacity(page.lines.iter().map(|l| l.len() + 1).sum());
     for line in &page.lines {
         body.push_str(line);
@@ -109,24 +121,29 @@ pub(crate) async fn verify(
     headers: &HeaderMap,
 ) -> Result<Response<Body>, GatewayError> {
     require(state, headers, "audit:read")?;
-    let dir = state.audit.dir().to_path_buf();
     // The server trusts its own checkpoint key for the checkpoint that anchors a chain
     // shortened by retention.
     let key = state.audit.checkpoint_public_key().map(<[u8]>::to_vec);
-    let report = blocking(move || {
-        audit::verify_with(
-            &dir,
-            audit::VerifyOptions {
-                checkpoint: None,
-                public_key: key.as_deref(),
-            },
-        )
-    })
-    .await?;
-    Ok(json(
-        StatusCode::OK,
-        &serde_json::to_value(&report).unwrap_or_default(),
-    ))
+    let report = match state.audit.reader() {
+        Reader::Files(dir) => {
+            let dir = dir.clone();
+            let report = blocking(move || {
+                audit::verify_with(
+                    &dir,
+                    audit::VerifyOptions {
+                        checkpoint: None,
+                        public_key: key.as_deref(),
+                    },
+                )
+            })
+            .await?;
+            serde_json::to_value(&report)
+        }
+        Reader::Postgres(pg) => {
+            serde_json::to_value(pg.verify(key.as_deref()).await.map_err(audit_error)?)
+        }
+    };
+    Ok(json(StatusCode::OK, &report.unwrap_or_default()))
 }
 
 /// `GET /v1/audit/checkpoint`: the latest signed checkpoint, to keep off-host.
@@ -135,15 +152,37 @@ pub(crate) async fn checkpoint(
     headers: &HeaderMap,
 ) -> Result<Response<Body>, GatewayError> {
     require(state, headers, "audit:read")?;
-    let dir = state.audit.dir().to_path_buf();
-    match blocking(move || audit::read_latest_checkpoint(&dir)).await? {
-        Some(cp) => Ok(json(
-            StatusCode::OK,
-            &serde_json::to_value(&cp).unwrap_or_default(),
-        )),
-        None => Err(GatewayError::NotFound(
+    let no_checkpoint = || {
+        GatewayError::NotFound(
             "no checkpoint yet: set [audit] checkpoint_key, and wait for the first records".into(),
-        )),
+        )
+    };
+    match state.audit.reader() {
+        Reader::Files(dir) => {
+            let dir = dir.clone();
+            let cp = blocking(move || audit::read_latest_checkpoint(&dir))
+                .await?
+                .ok_or_else(no_checkpoint)?;
+            Ok(json(
+                StatusCode::OK,
+                &serde_json::to_value(&cp).unwrap_or_default(),
+            ))
+        }
+        Reader::Postgres(pg) => {
+            // This replica's latest checkpoint, and every chain's under `chains`.
+            let chains = pg.latest_checkpoints().await.map_err(audit_error)?;
+            if chains.is_empty() {
+                return Err(no_checkpoint());
+            }
+            let own = chains
+                .iter()
+                .find(|cp| cp.replica.as_deref() == state.audit.replica());
+            let mut doc = own
+                .and_then(|cp| serde_json::to_value(cp).ok())
+                .unwrap_or_else(|| serde_json::json!({}));
+            doc["chains"] = serde_json::to_value(&chains).unwrap_or_default();
+            Ok(json(StatusCode::OK, &doc))
+        }
     }
 }
 
@@ -179,26 +218,49 @@ pub(crate) async fn report(
         .map(|(_, v)| v);
     let current = super::consent::current_json(state, subject).await?;
     let receipts = super::consent::history_receipts(state, subject).await?;
-    let dir = state.audit.dir().to_path_buf();
     let filter = Filter {
         subject: Some(subject.to_string()),
         ..Filter::default()
     };
-    let (accesses, omitted) = blocking(move || {
-        let (mut out, mut omitted) = (Vec::new(), 0u64);
-        audit::scan(&dir, &filter, |_, r| {
-            if out.len() < MAX_REPORT_ACCESSES {
-                out.push(access_json(r));
-            } else {
-                omitted += 1;
-            }
-            Ok(())
-        })?;
-        Ok((out, omitted))
-    })
-    .await?;
-    let dir = state.audit.dir().to_path_buf();
-    let since = blocking(move || audit::retained_since(&dir)).await?;
+    let (mut accesses, mut omitted) = (Vec::new(), 0u64);
+    let since: Option<(Option<u64>, String)> = match state.audit.reader() {
+        Reader::Files(dir) => {
+            let dir = dir.clone();
+            let (found, omitted_here, since) = blocking(move || {
+                let (mut out, mut omitted) = (Vec::new(), 0u64);
+                audit::scan(&dir, &filter, |_, r| {
+                    if out.len() < MAX_REPORT_ACCESSES {
+                        out.push(access_json(r));
+                    } else {
+                        omitted += 1;
+                    }
+                    Ok(())
+                })?;
+                Ok((out, omitted, audit::retained_since(&dir)?))
+            })
+            .await?;
+            accesses = found;
+            omitted = omitted_here;
+            since.map(|(seq, ts)| (Some(seq), ts))
+        }
+        Reader::Postgres(pg) => {
+            pg.scan(&filter, |_, r| {
+                if accesses.len() < MAX_REPORT_ACCESSES {
+                    accesses.push(access_json(r));
+                } else {
+                    omitted += 1;
+                }
+                Ok(std::ops::ControlFlow::Continue(()))
+            })
+            .await
+            .map_err(audit_error)?;
+            // Chains have their own seqs: only the time tells how far back the log reaches.
+            pg.retained_since()
+                .await
+                .map_err(audit_error)?
+                .map(|ts| (None, ts))
+        }
+    };
     let generated = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
@@ -212,7 +274,7 @@ pub(crate) async fn report(
         "accesses_omitted": omitted,
         // How far back the access log reaches (older records were deleted by retention).
         "accesses_since": since.as_ref().map(|(_, ts)| ts.clone()),
-        "audit_first_seq": since.map(|(seq, _)| seq),
+        "audit_first_seq": since.and_then(|(seq, _)| seq),
     });
     match format.as_deref() {
         None | Some("json") => Ok(json(StatusCode::OK, &doc)),

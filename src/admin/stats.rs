@@ -54,6 +54,35 @@ pub(crate) fn window(raw_query: Option<&str>, now: OffsetDateTime) -> Result<Win
     Ok(Window { from, to })
 }
 
+/// The figures of the records in `window`: from the per-segment index (files), or by reading
+/// the window's records of every chain (PostgreSQL).
+async fn summary(state: &State, window: Window) -> Result<Summary, crate::audit::AuditError> {
+    match (state.audit.reader(), &state.stats) {
+        (crate::audit::Reader::Postgres(pg), _) => {
+            let filter = crate::audit::Filter {
+                from: Some(window.from),
+                to: Some(window.to),
+                ..crate::audit::Filter::default()
+            };
+            let mut out = Summary::default();
+            pg.scan(&filter, |_, record| {
+                out.add(record);
+                Ok(std::ops::ControlFlow::Continue(()))
+            })
+            .await?;
+            Ok(out)
+        }
+        (crate::audit::Reader::Files(dir), index) => {
+            let index = index
+                .clone()
+                .unwrap_or_else(|| std::sync::Arc::new(crate::stats::StatsIndex::new(dir.clone())));
+            tokio::task::spawn_blocking(move || index.summary(window))
+                .await
+                .map_err(|e| crate::audit::AuditError::WriteFailed(e.to_string()))?
+        }
+    }
+}
+
 /// `GET /v1/stats`.
 pub(crate) async fn stats(
     state: &State,
@@ -63,14 +92,15 @@ pub(crate) async fn stats(
     require(state, headers, "audit:read")?;
     let now = OffsetDateTime::now_utc();
     let window = window(raw_query, now)?;
-    let index = state.stats.clone();
-    let summary = tokio::task::spawn_blocking(move || index.summary(window))
-        .await
-        .map_err(|_| GatewayError::Internal)?
-        .map_err(|e| {
+    let summary = summary(state, window).await.map_err(|e| {
+        if crate::audit::is_outage(&e) {
+            tracing::warn!(error = %e, "stats: the audit database is unavailable");
+            GatewayError::AuditUnavailable
+        } else {
             tracing::error!(error = %e, "stats: audit log read failed");
             GatewayError::Internal
-        })?;
+        }
+    })?;
     let cells = consent_cells(
         &state.policies.current(),
         &state.store.tally().snapshot(now),

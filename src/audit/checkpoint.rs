@@ -1,7 +1,8 @@
 //! Signed checkpoints of the chain head, and their verification.
 //!
 //! A checkpoint signs the canonical JSON `{"hash":…,"seq":…,"ts":…}` of the chain head
-//! (`ts` is when the checkpoint was made) with a PKCS#8 key: ECDSA P-256 (`ES256`,
+//! (`ts` is when the checkpoint was made; with `[audit] backend = "postgres"` also
+//! `"replica":…`, the chain's name, so a checkpoint of one chain cannot pass for another's) with a PKCS#8 key: ECDSA P-256 (`ES256`,
 //! fixed-size r‖s signature) or Ed25519 (`EdDSA`). `key_id` is the first 16 hex digits of
 //! SHA-256 of the raw public key (the 65-byte uncompressed P-256 point, or the 32-byte
 //! Ed25519 key). Checkpoints are appended to `<dir>/checkpoints.jsonl`.
@@ -44,17 +45,23 @@ pub struct Checkpoint {
     pub key_id: String,
     /// `ES256` or `EdDSA`.
     pub alg: String,
+    /// The chain (replica name) with `[audit] backend = "postgres"`; absent for the files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
 }
 
 impl Checkpoint {
-    /// The signed bytes: canonical JSON of `{hash, seq, ts}`.
+    /// The signed bytes: canonical JSON of `{hash, seq, ts}`, and `replica` when set.
     pub fn signing_message(&self) -> Vec<u8> {
-        signing_message(self.seq, &self.hash, &self.ts)
+        signing_message(self.seq, &self.hash, &self.ts, self.replica.as_deref())
     }
 }
 
-fn signing_message(seq: u64, hash: &str, ts: &str) -> Vec<u8> {
-    to_canonical(&json!({"hash": hash, "seq": seq, "ts": ts}))
+fn signing_message(seq: u64, hash: &str, ts: &str, replica: Option<&str>) -> Vec<u8> {
+    match replica {
+        None => to_canonical(&json!({"hash": hash, "seq": seq, "ts": ts})),
+        Some(r) => to_canonical(&json!({"hash": hash, "replica": r, "seq": seq, "ts": ts})),
+    }
 }
 
 const ALG_ES256: &str = "ES256";
@@ -123,14 +130,15 @@ impl Signer {
         spki
     }
 
-    /// Signs the head `seq`/`hash` at time `ts`.
+    /// Signs the head `seq`/`hash` of chain `replica` (`None` for the files) at time `ts`.
     pub(crate) fn checkpoint(
         &self,
         seq: u64,
         hash: &str,
         ts: &str,
+        replica: Option<String>,
     ) -> Result<Checkpoint, AuditError> {
-        let msg = signing_message(seq, hash, ts);
+        let msg = signing_message(seq, hash, ts, replica.as_deref());
         let sig = match self {
             Self::Es256(k, rng) => k
                 .sign(rng, &msg)
@@ -146,6 +154,7 @@ impl Signer {
             sig: URL_SAFE_NO_PAD.encode(sig),
             key_id: key_id(self.public_key()),
             alg: self.alg().to_owned(),
+            replica,
         })
     }
 }
@@ -385,7 +394,7 @@ pub(crate) mod tests {
         std::fs::write(&key_path, private).unwrap();
         let signer = Signer::from_pem_file(&key_path).unwrap();
         let cp = signer
-            .checkpoint(42, &"ab".repeat(32), "2026-11-23T21:55:44.123Z")
+            .checkpoint(42, &"ab".repeat(32), "2026-11-23T21:55:44.123Z", None)
             .unwrap();
         assert_eq!(cp.alg, if ec { "ES256" } else { "EdDSA" });
         assert_eq!(cp.key_id.len(), 16);
@@ -407,7 +416,7 @@ pub(crate) mod tests {
         // Round trip through the checkpoint file.
         append_checkpoint(dir.path(), &cp).unwrap();
         let cp2 = signer
-            .checkpoint(50, &"cd".repeat(32), "2026-11-23T21:56:00.000Z")
+            .checkpoint(50, &"cd".repeat(32), "2026-11-23T21:56:00.000Z", None)
             .unwrap();
         append_checkpoint(dir.path(), &cp2).unwrap();
         assert_eq!(
@@ -454,10 +463,37 @@ pub(crate) mod tests {
             sig: String::new(),
             key_id: String::new(),
             alg: "ES256".into(),
+            replica: None,
         };
         assert_eq!(
             cp.signing_message(),
             br#"{"hash":"h","seq":7,"ts":"t"}"#.to_vec()
         );
+        let named = Checkpoint {
+            replica: Some("gw-1".into()),
+            ..cp
+        };
+        assert_eq!(
+            named.signing_message(),
+            br#"{"hash":"h","replica":"gw-1","seq":7,"ts":"t"}"#.to_vec()
+        );
+    }
+
+    #[test]
+    fn a_chain_checkpoint_does_not_pass_for_another_chain() {
+        let key = aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
+        let signer = Signer::from_pkcs8(key.as_ref()).unwrap();
+        let cp = signer
+            .checkpoint(3, &"ab".repeat(32), "t", Some("gw-1".into()))
+            .unwrap();
+        let spki = signer.public_key_spki();
+        assert!(verify_checkpoint_signature(&cp, &spki).is_ok());
+        let moved = Checkpoint {
+            replica: Some("gw-2".into()),
+            ..cp.clone()
+        };
+        assert!(verify_checkpoint_signature(&moved, &spki).is_err());
+        let unnamed = Checkpoint { replica: None, ..cp };
+        assert!(verify_checkpoint_signature(&unnamed, &spki).is_err());
     }
 }

@@ -44,6 +44,20 @@ pub enum AuditError {
     /// A checkpoint file or line cannot be parsed.
     #[error("invalid audit checkpoint: {0}")]
     BadCheckpoint(String),
+    /// The audit database failed (PostgreSQL backend); [`crate::pg::PgError::is_fatal`] tells
+    /// a configuration error from an outage.
+    #[error("audit database: {0}")]
+    Database(crate::pg::PgError),
+    /// Another live replica holds this chain name (PostgreSQL backend): two writers would
+    /// fork the chain.
+    #[error(
+        "another live replica already writes the audit chain \"{0}\"; give each replica its own [audit] replica name"
+    )]
+    ReplicaInUse(String),
+    /// `audit migrate` refused: the source does not verify, or the chain in the database
+    /// holds other records. Nothing conflicting was written.
+    #[error("audit migration refused: {0}")]
+    Migrate(String),
     /// Writing an export failed.
     #[error("audit export failed: {0}")]
     Export(#[source] std::io::Error),

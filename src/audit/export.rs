@@ -35,7 +35,7 @@ impl FromStr for Format {
 }
 
 /// The CSV columns, in order.
-const CSV_HEADER: [&str; 20] = [
+const CSV_HEADER: [&str; 21] = [
     "seq",
     "ts",
     "request_id",
@@ -54,6 +54,7 @@ const CSV_HEADER: [&str; 20] = [
     "fields_removed",
     "redactions",
     "collection",
+    "replica",
     "prev",
     "hash",
 ];
@@ -71,42 +72,82 @@ pub fn export(
     format: Format,
     out: &mut dyn Write,
 ) -> Result<u64, AuditError> {
-    let cap = filter.limit.map_or(u64::MAX, |l| l as u64);
-    let mut n = 0u64;
-    match format {
-        Format::Csv => {
-            let csv_error = |e: csv::Error| match e.into_kind() {
-                csv::ErrorKind::Io(io) => AuditError::Export(io),
-                other => AuditError::Export(std::io::Error::other(format!("{other:?}"))),
-            };
-            let mut w = csv::WriterBuilder::new()
-                .terminator(csv::Terminator::CRLF)
-                .from_writer(out);
-            w.write_record(CSV_HEADER).map_err(csv_error)?;
-            scan_from(dir, filter, 1, |_, record| {
-                if n >= cap {
-                    return Ok(ControlFlow::Break(()));
-                }
-                w.write_record(csv_cells(record)).map_err(csv_error)?;
-                n += 1;
-                Ok(ControlFlow::Continue(()))
-            })?;
-            w.flush().map_err(AuditError::Export)?;
+    let mut exporter = Exporter::new(format, filter, out)?;
+    scan_from(dir, filter, 1, |line, record| exporter.write(line, record))?;
+    exporter.finish()
+}
+
+/// Writes records one by one in an export [`Format`] (see [`export`]), up to a cap.
+pub(crate) struct Exporter<'a> {
+    out: Sink<'a>,
+    cap: u64,
+    n: u64,
+}
+
+enum Sink<'a> {
+    Csv(Box<csv::Writer<&'a mut dyn Write>>),
+    Jsonl(&'a mut dyn Write),
+}
+
+fn csv_error(e: csv::Error) -> AuditError {
+    match e.into_kind() {
+        csv::ErrorKind::Io(io) => AuditError::Export(io),
+        other => AuditError::Export(std::io::Error::other(format!("{other:?}"))),
+    }
+}
+
+impl<'a> Exporter<'a> {
+    /// Starts an export to `out` (the CSV header is written here).
+    pub(crate) fn new(
+        format: Format,
+        filter: &Filter,
+        out: &'a mut dyn Write,
+    ) -> Result<Self, AuditError> {
+        let out = match format {
+            Format::Csv => {
+                let mut w = csv::WriterBuilder::new()
+                    .terminator(csv::Terminator::CRLF)
+                    .from_writer(out);
+                w.write_record(CSV_HEADER).map_err(csv_error)?;
+                Sink::Csv(Box::new(w))
+            }
+            Format::Jsonl => Sink::Jsonl(out),
+        };
+        Ok(Self {
+            out,
+            cap: filter.limit.map_or(u64::MAX, |l| l as u64),
+            n: 0,
+        })
+    }
+
+    /// Writes one record (its stored line, or its CSV row); breaks once the cap is reached.
+    pub(crate) fn write(
+        &mut self,
+        line: &str,
+        record: &AuditRecord,
+    ) -> Result<ControlFlow<()>, AuditError> {
+        if self.n >= self.cap {
+            return Ok(ControlFlow::Break(()));
         }
-        Format::Jsonl => {
-            scan_from(dir, filter, 1, |line, _| {
-                if n >= cap {
-                    return Ok(ControlFlow::Break(()));
-                }
+        match &mut self.out {
+            Sink::Csv(w) => w.write_record(csv_cells(record)).map_err(csv_error)?,
+            Sink::Jsonl(out) => {
                 out.write_all(line.as_bytes()).map_err(AuditError::Export)?;
                 out.write_all(b"\n").map_err(AuditError::Export)?;
-                n += 1;
-                Ok(ControlFlow::Continue(()))
-            })?;
-            out.flush().map_err(AuditError::Export)?;
+            }
         }
+        self.n += 1;
+        Ok(ControlFlow::Continue(()))
     }
-    Ok(n)
+
+    /// Flushes; returns the number of records written.
+    pub(crate) fn finish(self) -> Result<u64, AuditError> {
+        match self.out {
+            Sink::Csv(mut w) => w.flush().map_err(AuditError::Export)?,
+            Sink::Jsonl(out) => out.flush().map_err(AuditError::Export)?,
+        }
+        Ok(self.n)
+    }
 }
 
 /// `record`'s CSV cells, neutralised.
@@ -148,6 +189,7 @@ pub(crate) fn csv_cells(r: &AuditRecord) -> Vec<String> {
                 c.count.map_or_else(String::new, |n| n.to_string())
             )
         }),
+        opt(&r.replica),
         r.prev.clone(),
         r.hash.clone(),
     ]
@@ -205,14 +247,14 @@ mod tests {
         e.region = None;
         e.reason = "quote \" here".into();
         e.request_id = "@cmd".into();
-        let r = AuditRecord::seal(e, 9, "2026-01-01T00:00:00.000Z".into(), GENESIS_PREV.into());
+        let r = AuditRecord::seal(e, 9, "2026-01-01T00:00:00.000Z".into(), GENESIS_PREV.into(), None);
         let row = csv_of(std::slice::from_ref(&r));
         let expected = format!(
-            "9,2026-01-01T00:00:00.000Z,'@cmd,\"'=HYPERLINK(\"\"http://x\"\")\",\"al,ice\",support,,customers,GET,\"/api/customers/al,ice\",allow,\"quote \"\" here\",eu@abc123,granted,200,$.a;$.b,email=2;phone=1,,{GENESIS_PREV},{}\r\n",
+            "9,2026-01-01T00:00:00.000Z,'@cmd,\"'=HYPERLINK(\"\"http://x\"\")\",\"al,ice\",support,,customers,GET,\"/api/customers/al,ice\",allow,\"quote \"\" here\",eu@abc123,granted,200,$.a;$.b,email=2;phone=1,,,{GENESIS_PREV},{}\r\n",
             r.hash
         );
         assert_eq!(row, expected);
-        // Read back with the csv crate: the same cells, one record, 20 columns.
+        // Read back with the csv crate: the same cells, one record, 21 columns.
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .from_reader(row.as_bytes());
@@ -225,7 +267,7 @@ mod tests {
             index: 3,
             count: Some(10),
         });
-        let r = AuditRecord::seal(e, 9, "t".into(), GENESIS_PREV.into());
+        let r = AuditRecord::seal(e, 9, "t".into(), GENESIS_PREV.into(), None);
         assert!(csv_of(std::slice::from_ref(&r)).contains(",email=2,3/10,"));
     }
 

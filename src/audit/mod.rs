@@ -16,7 +16,9 @@
 mod checkpoint;
 mod error;
 mod export;
+mod file_sink;
 mod metrics;
+mod postgres;
 mod query;
 mod record;
 mod recover;
@@ -42,6 +44,10 @@ pub use checkpoint::{
 };
 pub use error::AuditError;
 pub use export::{Format, export};
+pub use postgres::{
+    AuditMigrateReport, ChainReport, ChainsReport, PgAudit, migrate_files_to_postgres,
+};
+pub(crate) use postgres::is_outage;
 pub use query::{DEFAULT_LIMIT, Filter, MAX_LIMIT, Page, query, scan};
 pub use record::{
     AuditEntry, AuditRecord, CollectionPos, ConsentUsed, Decision, GENESIS_PREV, parse_rfc3339,
@@ -54,7 +60,9 @@ use checkpoint::Signer;
 use metrics::Metrics;
 use record::Prepared;
 use recover::recover_tail;
-use writer::{CheckpointPlan, Job, Msg, Progress, Shared, Writer};
+use file_sink::FileSink;
+use postgres::PgSink;
+use writer::{CheckpointPlan, Job, Msg, Progress, Shared, Sink, Writer};
 
 /// Most lazy records ([`AuditLog::append_lazy`]) queued at once; past it, lazy appends wait
 /// for their fsync like any other, so a flood slows to the disk's pace instead of growing
@@ -64,14 +72,38 @@ pub const MAX_LAZY_PENDING: usize = 4096;
 /// Default segment size before rotation: 64 MiB.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 
+/// Where the chain is stored.
+#[derive(Debug, Clone)]
+pub enum Storage {
+    /// Segment files in this directory (created if missing).
+    Files(PathBuf),
+    /// This replica's chain in PostgreSQL, beside every other replica's.
+    Postgres {
+        /// The database.
+        target: crate::pg::PgTarget,
+        /// The chain's name: one live replica per name.
+        replica: String,
+    },
+}
+
+/// Where the readers ([`verify`], [`query`], [`export`], the subject report, the figures)
+/// read: the segment files, or every chain in PostgreSQL.
+#[derive(Debug, Clone)]
+pub enum Reader {
+    /// The audit directory.
+    Files(PathBuf),
+    /// Every replica's chain.
+    Postgres(PgAudit),
+}
+
 /// How to open the audit log.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct AuditConfig {
-    /// The audit directory (created if missing).
-    pub dir: PathBuf,
-    /// Group commit or fsync per record.
+    /// The files, or PostgreSQL.
+    pub storage: Storage,
+    /// Group commit or one write (and fsync, or commit) per record.
     pub sync: SyncMode,
-    /// A segment is rotated once it reaches this size.
+    /// A segment is rotated once it reaches this size (files).
     pub segment_bytes: u64,
     /// Signed checkpoints, if wanted.
     pub checkpoint: Option<CheckpointConfig>,
@@ -84,7 +116,7 @@ impl AuditConfig {
     /// Group commit, 64 MiB segments, no checkpoints.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self {
-            dir: dir.into(),
+            storage: Storage::Files(dir.into()),
             sync: SyncMode::Group,
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             checkpoint: None,
@@ -119,7 +151,8 @@ struct Inner {
     progress: watch::Receiver<Progress>,
     thread: Option<JoinHandle<()>>,
     shared: Arc<Shared>,
-    dir: PathBuf,
+    reader: Reader,
+    replica: Option<String>,
     recovered_torn_bytes: u64,
     open_problem: Option<String>,
     public_key: Option<Vec<u8>>,
@@ -148,19 +181,22 @@ impl Drop for Inner {
 }
 
 impl AuditLog {
-    /// Opens (or creates) the log in `config.dir`: truncates a torn last line (see
-    /// [`AuditLog::recovered_torn_bytes`]), continues the chain from the last whole
-    /// record, loads the checkpoint key, and starts the writer thread.
+    /// Opens the log and starts its writer thread.
     ///
-    /// A last record that fails verification (its hash, its canonical form, its link)
-    /// is reported (tracing error, [`AuditLog::open_problem`], not ready, `/metrics`) but
-    /// not fixed, and the log still opens. Only a last line that is valid JSON but not a
+    /// Files: opens (or creates) `dir`, truncates a torn last line (see
+    /// [`AuditLog::recovered_torn_bytes`]) and continues the chain from the last whole
+    /// record. A last record that fails verification (its hash, its canonical form, its
+    /// link) is reported (tracing error, [`AuditLog::open_problem`], not ready, `/metrics`)
+    /// but not fixed, and the log still opens. Only a last line that is valid JSON but not a
     /// record stops it: the chain head is unknown.
+    ///
+    /// PostgreSQL: connects, applies the audit migrations, takes the chain name's lock (a
+    /// second live replica of the same name is [`AuditError::ReplicaInUse`]) and reads the
+    /// head. A configuration error (credentials, database, TLS) stops it; an unreachable
+    /// server does not: the log opens unhealthy (not ready) and the writer keeps trying.
+    /// Blocks on the database: call it from a blocking thread.
     pub fn open(config: AuditConfig) -> Result<Self, AuditError> {
-        let dir = config.dir;
-        std::fs::create_dir_all(&dir).map_err(|e| AuditError::io(&dir, e))?;
-        let recovered = recover_tail(&dir)?;
-        let checkpoints = match config.checkpoint {
+        let checkpoints = match &config.checkpoint {
             None => None,
             Some(c) => Some(CheckpointPlan {
                 signer: Signer::from_pem_file(&c.key_pem_path)?,
@@ -173,7 +209,21 @@ impl AuditLog {
                 "audit retention needs a checkpoint key: only signed checkpoints let a shortened chain be verified".to_owned(),
             ));
         }
-        let public_key = checkpoints.as_ref().map(|p| p.signer.public_key_spki());
+        match config.storage.clone() {
+            Storage::Files(dir) => Self::open_files(dir, config, checkpoints),
+            Storage::Postgres { target, replica } => {
+                Self::open_postgres(&target, replica, config, checkpoints)
+            }
+        }
+    }
+
+    fn open_files(
+        dir: PathBuf,
+        config: AuditConfig,
+        checkpoints: Option<CheckpointPlan>,
+    ) -> Result<Self, AuditError> {
+        std::fs::create_dir_all(&dir).map_err(|e| AuditError::io(&dir, e))?;
+        let recovered = recover_tail(&dir)?;
         let latest = match read_latest_checkpoint(&dir) {
             Ok(cp) => cp,
             Err(e) => {
@@ -181,23 +231,6 @@ impl AuditLog {
                 None
             }
         };
-        let head_seq = recovered.head.next_seq - 1;
-        if let Some(cp) = latest.as_ref().filter(|cp| cp.seq > head_seq) {
-            tracing::error!(
-                checkpoint_seq = cp.seq,
-                head_seq,
-                "audit log: the log ends before its latest checkpoint; run `audit verify`"
-            );
-        }
-        let shared = Arc::new(Shared {
-            metrics: Metrics::new(),
-            healthy: AtomicBool::new(true),
-            head_seq: AtomicU64::new(head_seq),
-            latest_checkpoint: Mutex::new(latest.clone()),
-            lazy_pending: std::sync::atomic::AtomicUsize::new(0),
-            retention_deleted: AtomicU64::new(0),
-        });
-        let (progress, progress_rx) = watch::channel(Progress::default());
         let (path, len) = match recovered.current {
             Some((p, l)) => (Some(p), l),
             None => (None, 0),
@@ -211,18 +244,102 @@ impl AuditLog {
             ),
             None => None,
         };
-        let writer = Writer {
+        let sink = FileSink {
             dir: dir.clone(),
-            sync: config.sync,
             segment_bytes: config.segment_bytes.max(1),
-            shared: Arc::clone(&shared),
             file,
             path,
             len,
-            head: recovered.head,
             recheck: false,
+        };
+        tracing::info!(dir = %dir.display(), head_seq = recovered.head.next_seq - 1, "audit log open");
+        Self::start(
+            sink,
+            Opened {
+                head: recovered.head,
+                latest,
+                healthy: true,
+                torn_bytes: recovered.torn_bytes,
+                problem: recovered.problem,
+                reader: Reader::Files(dir),
+                replica: None,
+            },
+            config,
             checkpoints,
-            last_checkpoint_seq: latest.map_or(0, |cp| cp.seq.min(head_seq)),
+        )
+    }
+
+    fn open_postgres(
+        target: &crate::pg::PgTarget,
+        replica: String,
+        config: AuditConfig,
+        checkpoints: Option<CheckpointPlan>,
+    ) -> Result<Self, AuditError> {
+        let connector = target.connector().map_err(AuditError::Database)?;
+        let pool = connector
+            .named("consentgate-audit-read")
+            .pool(4, crate::pg::CONNECT_TIMEOUT)
+            .map_err(AuditError::Database)?;
+        let mut sink = PgSink::new(connector, replica.clone())?;
+        let (head, latest, healthy, problem) = match sink.connect() {
+            Ok(c) => (c.head, c.latest, true, c.problem),
+            Err(AuditError::Database(e)) if !e.is_fatal() => {
+                tracing::error!(error = %e, replica, "audit log: database unreachable; not ready until it answers");
+                (recover::Head::genesis(), None, false, None)
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(problem) = &problem {
+            tracing::error!(problem, "audit log: chain head does not verify");
+        }
+        tracing::info!(database = %target.describe(), replica, head_seq = head.next_seq - 1, "audit log open");
+        Self::start(
+            sink,
+            Opened {
+                head,
+                latest,
+                healthy,
+                torn_bytes: 0,
+                problem,
+                reader: Reader::Postgres(PgAudit::new(pool)),
+                replica: Some(replica),
+            },
+            config,
+            checkpoints,
+        )
+    }
+
+    fn start<S: Sink>(
+        sink: S,
+        opened: Opened,
+        config: AuditConfig,
+        checkpoints: Option<CheckpointPlan>,
+    ) -> Result<Self, AuditError> {
+        let public_key = checkpoints.as_ref().map(|p| p.signer.public_key_spki());
+        let head_seq = opened.head.next_seq - 1;
+        if let Some(cp) = opened.latest.as_ref().filter(|cp| cp.seq > head_seq) {
+            tracing::error!(
+                checkpoint_seq = cp.seq,
+                head_seq,
+                "audit log: the log ends before its latest checkpoint; run `audit verify`"
+            );
+        }
+        let shared = Arc::new(Shared {
+            metrics: Metrics::new(),
+            healthy: AtomicBool::new(opened.healthy),
+            head_seq: AtomicU64::new(head_seq),
+            latest_checkpoint: Mutex::new(opened.latest.clone()),
+            lazy_pending: std::sync::atomic::AtomicUsize::new(0),
+            retention_deleted: AtomicU64::new(0),
+        });
+        let (progress, progress_rx) = watch::channel(Progress::default());
+        let writer = Writer {
+            sink,
+            sync: config.sync,
+            shared: Arc::clone(&shared),
+            head: opened.head,
+            checkpoints,
+            last_checkpoint_seq: opened.latest.map_or(0, |cp| cp.seq.min(head_seq)),
             next_checkpoint_at: None,
             retention: config.retention,
             progress,
@@ -231,17 +348,17 @@ impl AuditLog {
         let thread = std::thread::Builder::new()
             .name("audit-writer".to_owned())
             .spawn(move || writer.run(rx))
-            .map_err(|e| AuditError::io(&dir, e))?;
-        tracing::info!(dir = %dir.display(), head_seq, "audit log open");
+            .map_err(|e| AuditError::io("audit-writer thread", e))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 submit: Mutex::new(Some(Submit { tx, next_ticket: 1 })),
                 progress: progress_rx,
                 thread: Some(thread),
                 shared,
-                dir,
-                recovered_torn_bytes: recovered.torn_bytes,
-                open_problem: recovered.problem,
+                reader: opened.reader,
+                replica: opened.replica,
+                recovered_torn_bytes: opened.torn_bytes,
+                open_problem: opened.problem,
                 public_key,
             }),
         })
@@ -386,9 +503,14 @@ impl AuditLog {
             .clone()
     }
 
-    /// The audit directory, for the readers ([`verify`], [`query`], [`export`]).
-    pub fn dir(&self) -> &Path {
-        &self.inner.dir
+    /// Where the readers read.
+    pub fn reader(&self) -> &Reader {
+        &self.inner.reader
+    }
+
+    /// This replica's chain name (PostgreSQL backend; `None` for the files).
+    pub fn replica(&self) -> Option<&str> {
+        self.inner.replica.as_deref()
     }
 
     /// Records written since open.
@@ -412,6 +534,17 @@ impl AuditLog {
         self.register_metrics(&mut registry);
         let _ = prometheus_client::encoding::text::encode(out, &registry);
     }
+}
+
+/// What a backend found when the log was opened.
+struct Opened {
+    head: recover::Head,
+    latest: Option<Checkpoint>,
+    healthy: bool,
+    torn_bytes: u64,
+    problem: Option<String>,
+    reader: Reader,
+    replica: Option<String>,
 }
 
 /// The oldest retained record's seq and time (none for an empty log): how far back the

@@ -180,60 +180,137 @@ impl AuditEntry {
 }
 
 /// The writer's members of a record, in JCS order: everything else comes from the entry.
-const WRITER_KEYS: [&str; 4] = ["hash", "prev", "seq", "ts"];
+const WRITER_KEYS: usize = 5;
 
 /// An entry turned into canonical JSON in the requesting task: its members in JCS order,
-/// each followed by a comma, and where the writer's four members (`hash`, `prev`, `seq`,
-/// `ts`) go. The writer thread only splices those in and hashes (see [`Prepared::seal_into`]).
+/// each followed by a comma, and where the writer's five members (`hash`, `prev`, `replica`,
+/// `seq`, `ts`) go. The writer thread only splices those in and hashes (see
+/// [`Prepared::seal_into`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Prepared {
     members: Vec<u8>,
-    /// Offsets into `members` of `hash`, `prev`, `seq`, `ts`, ascending.
-    slots: [usize; 4],
+    /// Offsets into `members` of `hash`, `prev`, `replica`, `seq`, `ts`, ascending.
+    slots: [usize; WRITER_KEYS],
+}
+
+/// Appends `"key":` to `out`.
+fn key(name: &str, out: &mut Vec<u8>) {
+    canonical_json::write_str(name, out);
+    out.push(b':');
+}
+
+fn opt_str(value: Option<&str>, out: &mut Vec<u8>) {
+    match value {
+        Some(s) => canonical_json::write_str(s, out),
+        None => out.extend_from_slice(b"null"),
+    }
 }
 
 impl Prepared {
-    /// Serialises `entry` canonically (any fields it has; a field named like one of the
-    /// writer's is dropped, the writer's value wins).
+    /// Serialises `entry` canonically, straight to bytes: the members are written in JCS
+    /// order (the names are ASCII, so UTF-16 order is byte order), the redactor names sorted
+    /// by their UTF-16 code units. `AuditRecord::seal`, which goes through a generic
+    /// canonicaliser, is the oracle (a property test below).
     pub(crate) fn new(entry: &AuditEntry) -> Self {
-        // Serializing plain strings, integers and maps cannot fail.
-        let Value::Object(map) = serde_json::to_value(entry).unwrap_or(Value::Null) else {
-            return Self {
-                members: Vec::new(),
-                slots: [0; 4],
-            };
-        };
-        let mut keys: Vec<&str> = map
-            .keys()
-            .map(String::as_str)
-            .filter(|k| !WRITER_KEYS.contains(k))
-            .chain(WRITER_KEYS)
-            .collect();
-        keys.sort_unstable_by(|a, b| a.encode_utf16().cmp(b.encode_utf16()));
-        let mut members = Vec::with_capacity(512);
-        let mut slots = [0; 4];
-        let mut slot = 0;
-        for key in keys {
-            match map.get(key) {
-                Some(value) if !WRITER_KEYS.contains(&key) => {
-                    canonical_json::write_str(key, &mut members);
-                    members.push(b':');
-                    canonical_json::write(value, &mut members);
-                    members.push(b',');
+        let mut m = Vec::with_capacity(384 + entry.path.len());
+        let mut slots = [0; WRITER_KEYS];
+        key("caller", &mut m);
+        opt_str(entry.caller.as_deref(), &mut m);
+        m.push(b',');
+        key("collection", &mut m);
+        match entry.collection {
+            Some(pos) => {
+                m.extend_from_slice(b"{\"count\":");
+                match pos.count {
+                    Some(n) => canonical_json::write_u64(n, &mut m),
+                    None => m.extend_from_slice(b"null"),
                 }
-                _ => {
-                    slots[slot] = members.len();
-                    slot += 1;
-                }
+                m.extend_from_slice(b",\"index\":");
+                canonical_json::write_u64(pos.index, &mut m);
+                m.push(b'}');
             }
+            None => m.extend_from_slice(b"null"),
         }
-        Self { members, slots }
+        m.push(b',');
+        key("consent", &mut m);
+        canonical_json::write_str(entry.consent.as_str(), &mut m);
+        m.push(b',');
+        key("decision", &mut m);
+        canonical_json::write_str(entry.decision.as_str(), &mut m);
+        m.push(b',');
+        key("fields_removed", &mut m);
+        m.push(b'[');
+        for (i, field) in entry.fields_removed.iter().enumerate() {
+            if i > 0 {
+                m.push(b',');
+            }
+            canonical_json::write_str(field, &mut m);
+        }
+        m.extend_from_slice(b"],");
+        slots[0] = m.len(); // hash
+        key("method", &mut m);
+        canonical_json::write_str(&entry.method, &mut m);
+        m.push(b',');
+        key("path", &mut m);
+        canonical_json::write_str(&entry.path, &mut m);
+        m.push(b',');
+        key("policy", &mut m);
+        opt_str(entry.policy.as_deref(), &mut m);
+        m.push(b',');
+        slots[1] = m.len(); // prev
+        key("purpose", &mut m);
+        opt_str(entry.purpose.as_deref(), &mut m);
+        m.push(b',');
+        key("reason", &mut m);
+        canonical_json::write_str(&entry.reason, &mut m);
+        m.push(b',');
+        key("redactions", &mut m);
+        m.push(b'{');
+        let mut names: Vec<(&String, &u64)> = entry.redactions.iter().collect();
+        if !names.iter().all(|(k, _)| k.is_ascii()) {
+            names.sort_unstable_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+        }
+        for (i, (name, count)) in names.into_iter().enumerate() {
+            if i > 0 {
+                m.push(b',');
+            }
+            key(name, &mut m);
+            canonical_json::write_u64(*count, &mut m);
+        }
+        m.extend_from_slice(b"},");
+        key("region", &mut m);
+        opt_str(entry.region.as_deref(), &mut m);
+        m.push(b',');
+        slots[2] = m.len(); // replica
+        key("request_id", &mut m);
+        canonical_json::write_str(&entry.request_id, &mut m);
+        m.push(b',');
+        key("route", &mut m);
+        opt_str(entry.route.as_deref(), &mut m);
+        m.push(b',');
+        slots[3] = m.len(); // seq
+        key("status", &mut m);
+        canonical_json::write_u64(u64::from(entry.status), &mut m);
+        m.push(b',');
+        key("subject", &mut m);
+        opt_str(entry.subject.as_deref(), &mut m);
+        m.push(b',');
+        slots[4] = m.len(); // ts
+        Self { members: m, slots }
     }
 
     /// Appends the record's line (canonical JSON, with a trailing newline) to `out` and
-    /// returns its hash: `hex(SHA-256(prev ‖ canonical JSON without "hash"))`.
-    pub(crate) fn seal_into(&self, seq: u64, ts: &str, prev: &str, out: &mut Vec<u8>) -> String {
-        let [h, p, s, t] = self.slots;
+    /// returns its hash: `hex(SHA-256(prev ‖ canonical JSON without "hash"))`. `replica` is
+    /// the chain's name (`None`, written `null`, in the file backend).
+    pub(crate) fn seal_into(
+        &self,
+        seq: u64,
+        ts: &str,
+        prev: &str,
+        replica: Option<&str>,
+        out: &mut Vec<u8>,
+    ) -> String {
+        let [h, p, r, s, t] = self.slots;
         let m = &self.members;
         let start = out.len();
         out.push(b'{');
@@ -243,7 +320,11 @@ impl Prepared {
         out.extend_from_slice(b"\"prev\":");
         canonical_json::write_str(prev, out);
         out.push(b',');
-        out.extend_from_slice(&m[p..s]);
+        out.extend_from_slice(&m[p..r]);
+        out.extend_from_slice(b"\"replica\":");
+        opt_str(replica, out);
+        out.push(b',');
+        out.extend_from_slice(&m[r..s]);
         out.extend_from_slice(b"\"seq\":");
         canonical_json::write_u64(seq, out);
         out.push(b',');
@@ -309,6 +390,11 @@ pub struct AuditRecord {
     /// the field existed lack the key; they still verify (the hash covers the stored bytes).
     #[serde(default)]
     pub collection: Option<CollectionPos>,
+    /// The chain the record belongs to: the replica's name with `[audit] backend =
+    /// "postgres"`, `null` in the file backend. Records written before the field existed
+    /// lack the key (and still verify).
+    #[serde(default)]
+    pub replica: Option<String>,
     /// The previous record's hash (64 zeros for the first).
     pub prev: String,
     /// `hex(SHA-256(prev ‖ canonical JSON of this record without "hash"))`.
@@ -316,8 +402,15 @@ pub struct AuditRecord {
 }
 
 impl AuditRecord {
-    /// Builds the record for `entry` at `seq` and computes its hash.
-    pub fn seal(entry: AuditEntry, seq: u64, ts: String, prev: String) -> Self {
+    /// Builds the record for `entry` at `seq` of chain `replica` (`None` in the file backend)
+    /// and computes its hash.
+    pub fn seal(
+        entry: AuditEntry,
+        seq: u64,
+        ts: String,
+        prev: String,
+        replica: Option<String>,
+    ) -> Self {
         let mut record = Self {
             seq,
             ts,
@@ -337,6 +430,7 @@ impl AuditRecord {
             fields_removed: entry.fields_removed,
             redactions: entry.redactions,
             collection: entry.collection,
+            replica,
             prev,
             hash: String::new(),
         };
@@ -454,12 +548,13 @@ pub(crate) mod tests {
     fn sealed_line_checks_and_has_every_key() {
         let mut e = entry("alice");
         e.caller = None;
-        let r = AuditRecord::seal(e, 1, "2026-11-23T21:55:44.123Z".into(), GENESIS_PREV.into());
+        let r = AuditRecord::seal(e, 1, "2026-11-23T21:55:44.123Z".into(), GENESIS_PREV.into(), None);
         let line = r.to_line();
         assert!(line.contains(r#""caller":null"#));
         assert!(line.starts_with(
             r#"{"caller":null,"collection":null,"consent":"granted","decision":"allow""#
         ));
+        assert!(line.contains(r#""region":"eu","replica":null,"request_id""#));
         match check_line(line.as_bytes()) {
             LineCheck::Good(back) => assert_eq!(*back, r),
             other => panic!("{other:?}"),
@@ -468,7 +563,7 @@ pub(crate) mod tests {
 
     #[test]
     fn hash_is_sha256_of_prev_and_canonical_without_hash() {
-        let r = AuditRecord::seal(entry("a"), 1, "t".into(), GENESIS_PREV.into());
+        let r = AuditRecord::seal(entry("a"), 1, "t".into(), GENESIS_PREV.into(), None);
         let mut v: Value = serde_json::from_str(&r.to_line()).unwrap();
         v.as_object_mut().unwrap().remove("hash");
         let mut msg = GENESIS_PREV.as_bytes().to_vec();
@@ -479,7 +574,7 @@ pub(crate) mod tests {
 
     #[test]
     fn edited_line_is_a_hash_mismatch() {
-        let r = AuditRecord::seal(entry("a"), 1, "t".into(), GENESIS_PREV.into());
+        let r = AuditRecord::seal(entry("a"), 1, "t".into(), GENESIS_PREV.into(), None);
         let line = r.to_line().replace("\"status\":200", "\"status\":201");
         assert!(matches!(
             check_line(line.as_bytes()),
@@ -493,7 +588,7 @@ pub(crate) mod tests {
 
     #[test]
     fn byte_edits_that_parse_the_same_are_not_canonical() {
-        let r = AuditRecord::seal(entry("a"), 1, "t".into(), GENESIS_PREV.into());
+        let r = AuditRecord::seal(entry("a"), 1, "t".into(), GENESIS_PREV.into(), None);
         let line = r.to_line();
         let edits = [
             line.replacen(',', ", ", 1),
@@ -542,23 +637,37 @@ pub(crate) mod tests {
         #[test]
         fn any_entry_seals_to_a_line_that_checks(
             subject in proptest::option::of("\\PC*"),
+            caller in proptest::option::of("\\PC{0,8}"),
+            route in proptest::option::of("[a-z]{0,8}"),
             path in "[\\x00-\\x7f]{0,40}",
             reason in "\\PC{0,20}",
             fields in proptest::collection::vec("\\PC{0,8}", 0..4),
+            // Redactor names beyond ASCII, so UTF-16 order (JCS) and UTF-8 order differ.
+            names in proptest::collection::vec("[a-z\\u{e000}-\\u{e002}\\u{1f600}\"]{0,3}", 0..4),
             // JCS numbers are doubles: seqs and counts are exact below 2^53.
             count in 0u64..=1 << 53,
             seq in 1u64..=1 << 53,
+            collection in proptest::option::of((0u64..1 << 53, proptest::option::of(0u64..1 << 53))),
+            replica in proptest::option::of("[a-z0-9-]{1,8}"),
+            status in 100u16..600,
         ) {
             let mut e = entry("x");
             e.subject = subject;
+            e.caller = caller;
+            e.route = route;
             e.path = path;
             e.reason = reason;
+            e.status = status;
             e.fields_removed = fields;
+            e.collection = collection.map(|(index, count)| CollectionPos { index, count });
             e.redactions.insert("r\"x".to_owned(), count);
+            for name in names {
+                e.redactions.insert(name, count / 2);
+            }
             let prepared = Prepared::new(&e);
             let mut buf = b"earlier line\n".to_vec();
-            let hash = prepared.seal_into(seq, "t", GENESIS_PREV, &mut buf);
-            let r = AuditRecord::seal(e, seq, "t".into(), GENESIS_PREV.into());
+            let hash = prepared.seal_into(seq, "t", GENESIS_PREV, replica.as_deref(), &mut buf);
+            let r = AuditRecord::seal(e, seq, "t".into(), GENESIS_PREV.into(), replica);
             let line = r.to_line();
             // The fast path writes exactly what the generic sealing does.
             let want = format!("{line}\n");

@@ -19,7 +19,10 @@ async fn append_n(log: &AuditLog, n: usize) -> Vec<AuditRecord> {
         let subject = if i % 2 == 0 { "alice" } else { "bob" };
         log.append(entry(subject)).await.unwrap();
     }
-    let all = all_records(log.dir());
+    let Reader::Files(dir) = log.reader() else {
+        panic!("a file log");
+    };
+    let all = all_records(dir);
     all[all.len() - n..].to_vec()
 }
 
@@ -99,7 +102,7 @@ fn reseal(lines: &[String], f: impl Fn(&mut AuditEntry, u64)) -> Vec<String> {
                 collection: r.collection,
             };
             f(&mut e, r.seq);
-            let sealed = AuditRecord::seal(e, r.seq, r.ts, prev.clone());
+            let sealed = AuditRecord::seal(e, r.seq, r.ts, prev.clone(), None);
             prev = sealed.hash.clone();
             sealed.to_line()
         })
@@ -115,7 +118,7 @@ fn checkpoint_for(dir: &Path, line: &str) -> Checkpoint {
     let r = parse(line);
     super::checkpoint::Signer::from_pem_file(&key)
         .unwrap()
-        .checkpoint(r.seq, &r.hash, "2026-01-01T00:00:00.000Z")
+        .checkpoint(r.seq, &r.hash, "2026-01-01T00:00:00.000Z", None)
         .unwrap()
 }
 
@@ -220,7 +223,7 @@ async fn detects_inserted_lines() {
     assert_eq!(bad_at(dir.path(), None), Some(4));
     // A forged record that correctly continues record 3: the original 4 then breaks.
     let prev = parse(&lines[2]).hash;
-    let forged = AuditRecord::seal(entry("mallory"), 4, "2026-01-01T00:00:00.000Z".into(), prev);
+    let forged = AuditRecord::seal(entry("mallory"), 4, "2026-01-01T00:00:00.000Z".into(), prev, None);
     let mut forged_log = lines.clone();
     forged_log.insert(3, forged.to_line());
     write_lines(&seg, &forged_log);
@@ -628,6 +631,7 @@ async fn signed_checkpoints_by_count_and_at_shutdown() {
         }),
         ..config(&dir.path().join("log"))
     };
+    let log_dir = dir.path().join("log");
     let log = AuditLog::open(cfg.clone()).unwrap();
     assert_eq!(log.latest_checkpoint(), None);
     let records = append_n(&log, 12).await;
@@ -639,16 +643,16 @@ async fn signed_checkpoints_by_count_and_at_shutdown() {
     log.render_prometheus(&mut metrics);
     assert!(metrics.contains("consentgate_audit_checkpoints_total 2\n"));
     drop(log);
-    let last = read_latest_checkpoint(&cfg.dir).unwrap().unwrap();
+    let last = read_latest_checkpoint(&log_dir).unwrap().unwrap();
     assert_eq!(last.seq, 12);
     verify_checkpoint_signature(&last, public.as_bytes()).unwrap();
     let trusted = VerifyOptions {
         checkpoint: Some(&last),
         public_key: Some(public.as_bytes()),
     };
-    assert!(verify_with(&cfg.dir, trusted).unwrap().ok);
+    assert!(verify_with(&log_dir, trusted).unwrap().ok);
     // Without a trusted key the checkpoint could be forged: not ok, "unverified".
-    let report = verify(&cfg.dir, Some(&last)).unwrap();
+    let report = verify(&log_dir, Some(&last)).unwrap();
     assert!(!report.ok);
     assert_eq!(report.checkpoint.unwrap().signature, Signature::Unverified);
     assert!(report.reason.unwrap().contains("unverified"));
@@ -658,10 +662,10 @@ async fn signed_checkpoints_by_count_and_at_shutdown() {
     fs::write(&other_key, other).unwrap();
     let forged = super::checkpoint::Signer::from_pem_file(&other_key)
         .unwrap()
-        .checkpoint(last.seq, &last.hash, &last.ts)
+        .checkpoint(last.seq, &last.hash, &last.ts, None)
         .unwrap();
     let report = verify_with(
-        &cfg.dir,
+        &log_dir,
         VerifyOptions {
             checkpoint: Some(&forged),
             public_key: Some(public.as_bytes()),
@@ -670,13 +674,13 @@ async fn signed_checkpoints_by_count_and_at_shutdown() {
     .unwrap();
     assert!(!report.ok);
     assert_eq!(report.checkpoint.unwrap().signature, Signature::Invalid);
-    let file = load_checkpoint_file(&cfg.dir.join(CHECKPOINT_FILE)).unwrap();
+    let file = load_checkpoint_file(&log_dir.join(CHECKPOINT_FILE)).unwrap();
     assert_eq!(file, last);
     // Reopening knows the latest checkpoint and adds none without new records.
     let log = AuditLog::open(cfg.clone()).unwrap();
     assert_eq!(log.latest_checkpoint().unwrap().seq, 12);
     drop(log);
-    let n = fs::read_to_string(cfg.dir.join(CHECKPOINT_FILE))
+    let n = fs::read_to_string(log_dir.join(CHECKPOINT_FILE))
         .unwrap()
         .lines()
         .count();

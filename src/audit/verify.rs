@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::checkpoint::{Checkpoint, load_all_checkpoints, verify_checkpoint_signature};
 use super::error::AuditError;
-use super::record::{GENESIS_PREV, LineCheck, check_line};
+use super::record::{AuditRecord, GENESIS_PREV, LineCheck, check_line};
 use super::segment::{list_segments, stream_lines};
 
 /// Whether a checkpoint's signature was checked against a trusted public key.
@@ -77,7 +77,7 @@ pub fn verify(dir: &Path, checkpoint: Option<&Checkpoint>) -> Result<VerifyRepor
     )
 }
 
-fn signature(cp: &Checkpoint, key: Option<&[u8]>) -> Signature {
+pub(crate) fn signature(cp: &Checkpoint, key: Option<&[u8]>) -> Signature {
     match key.map(|k| verify_checkpoint_signature(cp, k)) {
         None => Signature::Unverified,
         Some(Ok(())) => Signature::Verified,
@@ -136,12 +136,8 @@ pub fn verify_with(dir: &Path, options: VerifyOptions<'_>) -> Result<VerifyRepor
             }
         }
     }
-    let known: BTreeMap<u64, &str> = checkpoints
-        .iter()
-        .map(|cp| (cp.seq, cp.hash.as_str()))
-        .collect();
     let given = options.checkpoint;
-    let mut expected = first_seq;
+    let mut chain = ChainCheck::new(first_seq, prev, &checkpoints, given, None);
     if problem.is_none() {
         problem = stream_lines(&segments, |line| {
             if !line.complete {
@@ -149,64 +145,29 @@ pub fn verify_with(dir: &Path, options: VerifyOptions<'_>) -> Result<VerifyRepor
                     return Ok(ControlFlow::Continue(()));
                 }
                 return Ok(ControlFlow::Break((
-                    expected,
+                    chain.expected,
                     "a segment that is not the last ends with a torn line".to_owned(),
                 )));
             }
-            let (record, fault) = match check_line(line.bytes) {
-                LineCheck::Good(r) => (r, None),
-                LineCheck::HashMismatch(r) => {
-                    (r, Some("record does not match its hash: it was edited"))
-                }
-                LineCheck::NotCanonical(r) => (
-                    r,
-                    Some("record's stored bytes are not its canonical JSON: it was edited"),
-                ),
-                LineCheck::Malformed(reason) => {
-                    return Ok(ControlFlow::Break((expected, reason)));
-                }
-            };
-            if record.seq != expected {
-                return Ok(ControlFlow::Break((
-                    expected,
-                    format!(
-                        "expected seq {expected}, found {}: a record was deleted, inserted or moved",
-                        record.seq
-                    ),
-                )));
-            }
-            if line.first_in_segment && line.segment.first_seq != record.seq {
-                return Ok(ControlFlow::Break((
-                    expected,
-                    format!(
-                        "segment {} does not start with record {}",
-                        line.segment.path.display(),
-                        line.segment.first_seq
-                    ),
-                )));
-            }
-            if let Some(fault) = fault {
-                return Ok(ControlFlow::Break((expected, fault.to_owned())));
-            }
-            if record.prev != prev {
-                return Ok(ControlFlow::Break((
-                    expected,
-                    "prev does not match the previous record's hash".to_owned(),
-                )));
-            }
-            let rewritten = given.is_some_and(|cp| cp.seq == record.seq && cp.hash != record.hash)
-                || known.get(&record.seq).is_some_and(|h| *h != record.hash);
-            if rewritten {
-                return Ok(ControlFlow::Break((
-                    expected,
-                    "record differs from a checkpoint of it: history was rewritten".to_owned(),
-                )));
-            }
-            prev = record.hash;
-            expected += 1;
-            Ok(ControlFlow::Continue(()))
+            let starts_segment = line.first_in_segment.then_some(line.segment);
+            let outcome = chain.feed(line.bytes, |record| {
+                starts_segment
+                    .filter(|segment| segment.first_seq != record.seq)
+                    .map(|segment| {
+                        format!(
+                            "segment {} does not start with record {}",
+                            segment.path.display(),
+                            segment.first_seq
+                        )
+                    })
+            });
+            Ok(match outcome {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(broken) => ControlFlow::Break(broken),
+            })
         })?;
     }
+    let expected = chain.expected;
     let last = expected - 1;
     let records = expected - first_seq;
     let checkpoint = given.map(|cp| CheckpointCheck {
@@ -261,4 +222,107 @@ pub fn verify_with(dir: &Path, options: VerifyOptions<'_>) -> Result<VerifyRepor
         from_checkpoint,
         checkpoint,
     })
+}
+
+/// Checks one chain record by record: each line is its record's canonical JSON and matches its
+/// hash, seqs are contiguous, `prev` links, records agree with every checkpoint of them, and
+/// each record names its chain (`replica`). Shared by the file and PostgreSQL verifiers.
+pub(crate) struct ChainCheck<'a> {
+    /// The seq the next record must have.
+    pub(crate) expected: u64,
+    prev: String,
+    known: BTreeMap<u64, &'a str>,
+    given: Option<&'a Checkpoint>,
+    /// The chain's name: records carry it, or `null` in a prefix copied from a file log
+    /// (`audit migrate`); `None` for a file log, whose records carry `null`.
+    replica: Option<&'a str>,
+    named_seen: bool,
+}
+
+impl<'a> ChainCheck<'a> {
+    /// A chain whose first record has seq `first_seq` and links to `prev`.
+    pub(crate) fn new(
+        first_seq: u64,
+        prev: String,
+        checkpoints: &'a [Checkpoint],
+        given: Option<&'a Checkpoint>,
+        replica: Option<&'a str>,
+    ) -> Self {
+        Self {
+            expected: first_seq,
+            prev,
+            known: checkpoints
+                .iter()
+                .map(|cp| (cp.seq, cp.hash.as_str()))
+                .collect(),
+            given,
+            replica,
+            named_seen: false,
+        }
+    }
+
+    /// Checks the next line; `extra` adds a storage-specific check once the seq is known.
+    /// On a break: the expected seq and why (no record contents).
+    pub(crate) fn feed(
+        &mut self,
+        line: &[u8],
+        extra: impl FnOnce(&AuditRecord) -> Option<String>,
+    ) -> Result<(), (u64, String)> {
+        let expected = self.expected;
+        let (record, fault) = match check_line(line) {
+            LineCheck::Good(r) => (r, None),
+            LineCheck::HashMismatch(r) => (r, Some("record does not match its hash: it was edited")),
+            LineCheck::NotCanonical(r) => (
+                r,
+                Some("record's stored bytes are not its canonical JSON: it was edited"),
+            ),
+            LineCheck::Malformed(reason) => return Err((expected, reason)),
+        };
+        if record.seq != expected {
+            return Err((
+                expected,
+                format!(
+                    "expected seq {expected}, found {}: a record was deleted, inserted or moved",
+                    record.seq
+                ),
+            ));
+        }
+        if let Some(reason) = extra(&record) {
+            return Err((expected, reason));
+        }
+        if let Some(fault) = fault {
+            return Err((expected, fault.to_owned()));
+        }
+        if record.prev != self.prev {
+            return Err((
+                expected,
+                "prev does not match the previous record's hash".to_owned(),
+            ));
+        }
+        match (record.replica.as_deref(), self.replica) {
+            (None, None) => {}
+            (None, Some(_)) if !self.named_seen => {}
+            (Some(have), Some(want)) if have == want => self.named_seen = true,
+            _ => {
+                return Err((
+                    expected,
+                    "record names another chain (replica): it was moved from another chain"
+                        .to_owned(),
+                ));
+            }
+        }
+        let rewritten = self
+            .given
+            .is_some_and(|cp| cp.seq == record.seq && cp.hash != record.hash)
+            || self.known.get(&record.seq).is_some_and(|h| *h != record.hash);
+        if rewritten {
+            return Err((
+                expected,
+                "record differs from a checkpoint of it: history was rewritten".to_owned(),
+            ));
+        }
+        self.prev = record.hash;
+        self.expected += 1;
+        Ok(())
+    }
 }

@@ -1,21 +1,18 @@
-//! The writer thread: group commit, rotation, failure roll-back, checkpoints.
+//! The writer thread: group commit, failure handling, checkpoints, retention.
 //!
-//! One std thread owns the files. Appenders hand it [`Prepared`] entries (already canonical
-//! JSON, serialised in the requesting task) with a ticket. It blocks for the first pending
-//! job, drains up to [`MAX_BATCH`] entries more, splices in seq, ts and prev and hashes each
-//! (the only chained step), writes them with one `write`, one `fdatasync`, and only then
-//! publishes the last finished ticket on a `watch` channel: one wake-up per batch, not a
-//! hand-off per record. With [`SyncMode::Always`] every job (one record, or one
-//! `append_all`) is its own batch.
+//! One std thread owns the chain head and its storage (a [`Sink`]: the segment files, or
+//! PostgreSQL). Appenders hand it [`Prepared`] entries (already canonical JSON, serialised in
+//! the requesting task) with a ticket. It blocks for the first pending job, drains up to
+//! [`MAX_BATCH`] entries more, splices in seq, ts, prev and the chain's name and hashes each
+//! (the only chained step), hands the batch to the sink (one `write` and one `fdatasync`, or
+//! one committed transaction), and only then publishes the last finished ticket on a `watch`
+//! channel: one wake-up per batch, not a hand-off per record. With [`SyncMode::Always`] every
+//! job (one record, or one `append_all`) is its own batch.
 //!
-//! A failed batch is answered with errors, the segment is truncated back to its last
-//! good length, and seq/prev are not advanced. The next batch first re-opens the
-//! segment, truncates it to the last good length again (in case the first truncation
-//! failed) and re-reads the tail: the files are the truth.
+//! A failed batch is answered with errors and seq/prev are not advanced; the sink re-reads
+//! the head from its storage before the next batch: the storage is the truth.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::path::PathBuf;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
@@ -26,15 +23,18 @@ use std::sync::atomic::AtomicUsize;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
-use super::checkpoint::{Checkpoint, Signer, append_checkpoint, load_all_checkpoints};
+use super::checkpoint::{Checkpoint, Signer};
 use super::error::AuditError;
 use super::metrics::Metrics;
-use super::record::{AuditEntry, AuditRecord, Decision, Prepared, format_ts, parse_rfc3339};
-use super::recover::{Head, recover_tail};
-use super::segment::{Segment, line_start, list_segments, read_range, segment_file_name};
+use super::record::{AuditEntry, Decision, Prepared, format_ts};
+use super::recover::Head;
 
 /// The most entries one group commit takes.
 pub(crate) const MAX_BATCH: usize = 4096;
+
+/// How long the writer stays idle before it asks the sink whether it can still take records
+/// ([`Sink::probe`]: a database may have gone away, or come back).
+const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 /// When `append` returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -142,27 +142,89 @@ pub(crate) struct CheckpointPlan {
     pub(crate) every: Option<Duration>,
 }
 
+/// A batch sealed by the writer: the records' lines, each ending in `\n`, and per record its
+/// seq, hash and the byte range of its line (without the newline) in `bytes`.
+#[derive(Debug, Default)]
+pub(crate) struct Sealed {
+    /// Every record's `ts` (one per batch).
+    pub(crate) ts: String,
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) records: Vec<SealedRecord>,
+}
+
+/// One record of a [`Sealed`] batch.
+#[derive(Debug)]
+pub(crate) struct SealedRecord {
+    pub(crate) seq: u64,
+    pub(crate) hash: String,
+    pub(crate) line: Range<usize>,
+}
+
+impl Sealed {
+    /// The line of `record`, without its newline.
+    pub(crate) fn line(&self, record: &SealedRecord) -> &[u8] {
+        &self.bytes[record.line.clone()]
+    }
+}
+
+/// Where the chain is stored: the segment files ([`super::file_sink::FileSink`]) or PostgreSQL
+/// ([`super::postgres::PgSink`]). The writer thread owns it.
+pub(crate) trait Sink: Send + 'static {
+    /// The chain's name, written into every record (`None`, written `null`, for the files).
+    fn replica(&self) -> Option<&str>;
+
+    /// Called before each batch is sealed: after a failed batch, re-reads the chain head
+    /// from the storage into `head` (and fixes up what a failure left, e.g. a partial write).
+    fn ready(&mut self, head: &mut Head) -> Result<(), AuditError>;
+
+    /// Stores `batch` durably (fsync'd, or committed). Calls `written` once the records are
+    /// visible to readers, which may be before they are durable. On error nothing of the batch
+    /// may be reported durable, and the next [`Sink::ready`] re-reads the head.
+    fn write(
+        &mut self,
+        batch: &Sealed,
+        metrics: &Metrics,
+        written: &mut dyn FnMut(),
+    ) -> Result<(), AuditError>;
+
+    /// While idle: whether the storage can take records now (`None`: cannot tell without
+    /// writing, as for the files, whose health only a write shows). May reconnect, and then
+    /// re-reads the head into `head`.
+    fn probe(&mut self, head: &mut Head) -> Option<bool> {
+        let _ = head;
+        None
+    }
+
+    /// Stores a signed checkpoint of the chain head.
+    fn store_checkpoint(&mut self, cp: &Checkpoint) -> Result<(), AuditError>;
+
+    /// Deletes what retention allows (records older than `keep`, up to `covered`, the seq of
+    /// the latest checkpoint), anchoring what remains with checkpoints signed by `signer`;
+    /// returns the `(first, last)` seqs of each deleted range.
+    fn retention_pass(
+        &mut self,
+        keep: Duration,
+        signer: &Signer,
+        covered: u64,
+    ) -> Result<Vec<(u64, u64)>, AuditError>;
+}
+
 /// The writer thread's state.
 #[derive(Debug)]
-pub(crate) struct Writer {
-    pub(crate) dir: PathBuf,
+pub(crate) struct Writer<S> {
+    pub(crate) sink: S,
     pub(crate) sync: SyncMode,
-    pub(crate) segment_bytes: u64,
     pub(crate) shared: Arc<Shared>,
-    pub(crate) file: Option<File>,
-    pub(crate) path: Option<PathBuf>,
-    pub(crate) len: u64,
     pub(crate) head: Head,
-    pub(crate) recheck: bool,
     pub(crate) checkpoints: Option<CheckpointPlan>,
     pub(crate) last_checkpoint_seq: u64,
     pub(crate) next_checkpoint_at: Option<Instant>,
-    /// Whole segments older than this, covered by a checkpoint, are deleted.
+    /// Records older than this, covered by a checkpoint, are deleted.
     pub(crate) retention: Option<Duration>,
     pub(crate) progress: watch::Sender<Progress>,
 }
 
-impl Writer {
+impl<S: Sink> Writer<S> {
     /// Runs until every sender is dropped, then writes a last checkpoint if due.
     pub(crate) fn run(mut self, rx: mpsc::Receiver<Msg>) {
         self.next_checkpoint_at = self
@@ -171,21 +233,29 @@ impl Writer {
             .and_then(|c| c.every)
             .map(|every| Instant::now() + every);
         self.apply_retention();
+        let mut next_probe = Instant::now() + PROBE_EVERY;
         loop {
-            let first = match self.next_checkpoint_at {
-                Some(at) => match rx.recv_timeout(at.saturating_duration_since(Instant::now())) {
-                    Ok(job) => job,
-                    Err(mpsc::RecvTimeoutError::Timeout) => {
-                        self.checkpoint();
-                        continue;
+            let wake = [self.next_checkpoint_at, Some(next_probe)]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(next_probe);
+            let first = match rx.recv_timeout(wake.saturating_duration_since(Instant::now())) {
+                Ok(job) => job,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let now = Instant::now();
+                    if now >= next_probe {
+                        next_probe = now + PROBE_EVERY;
+                        self.probe();
                     }
-                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                },
-                None => match rx.recv() {
-                    Ok(job) => job,
-                    Err(_) => break,
-                },
+                    if self.next_checkpoint_at.is_some_and(|at| now >= at) {
+                        self.checkpoint();
+                    }
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
             };
+            next_probe = Instant::now() + PROBE_EVERY;
             let first = first.into_job();
             let mut pending = first.entries.len();
             let mut jobs = vec![first];
@@ -258,41 +328,43 @@ impl Writer {
         }
     }
 
-    /// Writes and fsyncs `entries`; once written (before the fsync) publishes `ticket` as
-    /// written, for lazy appenders.
+    /// Seals `entries` onto the head and stores them; once written (before durability)
+    /// publishes `ticket` as written, for lazy appenders.
     fn write_batch(&mut self, entries: &[Prepared], ticket: Option<u64>) -> Result<(), AuditError> {
-        if self.recheck {
-            self.recheck_tail()?;
+        let mut head = self.head.clone();
+        let ready = self.sink.ready(&mut head);
+        if head != self.head {
+            self.shared
+                .head_seq
+                .store(head.next_seq - 1, Ordering::Release);
+            self.head = head;
         }
-        self.ensure_segment()?;
+        ready?;
         let n = entries.len();
-        let mut buf = Vec::with_capacity(n * 600);
+        let mut batch = Sealed {
+            ts: format_ts(OffsetDateTime::now_utc()),
+            bytes: Vec::with_capacity(n * 600),
+            records: Vec::with_capacity(n),
+        };
         let mut prev = self.head.prev.clone();
         let mut seq = self.head.next_seq;
-        let ts = format_ts(OffsetDateTime::now_utc());
+        let replica = self.sink.replica();
         for entry in entries {
-            prev = entry.seal_into(seq, &ts, &prev, &mut buf);
+            let start = batch.bytes.len();
+            prev = entry.seal_into(seq, &batch.ts, &prev, replica, &mut batch.bytes);
+            batch.records.push(SealedRecord {
+                seq,
+                hash: prev.clone(),
+                line: start..batch.bytes.len() - 1,
+            });
             seq += 1;
         }
-        let (Some(file), Some(path)) = (self.file.as_mut(), self.path.as_ref()) else {
-            return Err(AuditError::WriteFailed("no open segment".to_owned()));
-        };
         let progress = &self.progress;
-        let written = file.write_all(&buf).and_then(|()| {
+        self.sink.write(&batch, &self.shared.metrics, &mut || {
             if let Some(t) = ticket {
                 progress.send_modify(|p| p.written = t);
             }
-            let started = Instant::now();
-            file.sync_data()?;
-            self.shared.metrics.fsync(started.elapsed().as_secs_f64());
-            Ok(())
-        });
-        if let Err(e) = written {
-            let err = AuditError::io(path, e);
-            self.roll_back();
-            return Err(err);
-        }
-        self.len += buf.len() as u64;
+        })?;
         self.head = Head {
             next_seq: seq,
             prev,
@@ -302,85 +374,19 @@ impl Writer {
         Ok(())
     }
 
-    /// Truncates the segment back to the last good length after a failed write, and
-    /// drops the handle so that the next batch re-opens and re-checks the tail.
-    fn roll_back(&mut self) {
-        if let Some(file) = self.file.take()
-            && let Err(e) = file.set_len(self.len).and_then(|()| file.sync_data())
-        {
-            tracing::error!(error = %e, "audit log: could not truncate a failed batch; will re-check the tail before the next write");
+    /// Asks an idle sink whether it can take records, and publishes the answer as health.
+    fn probe(&mut self) {
+        let mut head = self.head.clone();
+        let Some(up) = self.sink.probe(&mut head) else {
+            return;
+        };
+        if head != self.head {
+            self.shared
+                .head_seq
+                .store(head.next_seq - 1, Ordering::Release);
+            self.head = head;
         }
-        self.recheck = true;
-    }
-
-    /// After a failure: re-opens the segment, truncates it to the last good length if\n    /// it is longer, and re-reads the chain head from the files.
-    fn recheck_tail(&mut self) -> Result<(), AuditError> {
-        if let Some(path) = &self.path
-            && std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() > self.len)
-        {
-            OpenOptions::new()
-                .write(true)
-                .open(path)
-                .and_then(|f| {
-                    f.set_len(self.len)?;
-                    f.sync_data()
-                })
-                .map_err(|e| AuditError::io(path, e))?;
-        }
-        let recovered = recover_tail(&self.dir)?;
-        if recovered.head != self.head {
-            tracing::warn!(
-                next_seq = recovered.head.next_seq,
-                expected_next_seq = self.head.next_seq,
-                "audit log: chain head on disk differs from memory after a failure; following the files"
-            );
-        }
-        self.head = recovered.head;
-        self.shared
-            .head_seq
-            .store(self.head.next_seq - 1, Ordering::Release);
-        self.file = None;
-        self.path = None;
-        self.len = 0;
-        if let Some((path, len)) = recovered.current {
-            let file = OpenOptions::new()
-                .append(true)
-                .open(&path)
-                .map_err(|e| AuditError::io(&path, e))?;
-            self.file = Some(file);
-            self.path = Some(path);
-            self.len = len;
-        }
-        self.recheck = false;
-        Ok(())
-    }
-
-    /// Opens a new segment when there is none or the current one is full.
-    fn ensure_segment(&mut self) -> Result<(), AuditError> {
-        if self.file.is_some() && self.len < self.segment_bytes {
-            return Ok(());
-        }
-        let path = self.dir.join(segment_file_name(self.head.next_seq));
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| AuditError::io(&path, e))?;
-        let len = file.metadata().map_err(|e| AuditError::io(&path, e))?.len();
-        if len != 0 {
-            return Err(AuditError::Corrupt {
-                path,
-                reason: "a new segment's file already holds data".to_owned(),
-            });
-        }
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| AuditError::io(&self.dir, e))?;
-        tracing::info!(segment = %path.display(), "audit log: new segment");
-        self.file = Some(file);
-        self.path = Some(path);
-        self.len = 0;
-        Ok(())
+        self.shared.healthy.store(up, Ordering::Release);
     }
 
     fn checkpoint_if_due(&mut self) {
@@ -399,7 +405,7 @@ impl Writer {
         }
     }
 
-    /// Signs and appends a checkpoint of the head if records were added since the last.
+    /// Signs and stores a checkpoint of the head if records were added since the last.
     fn checkpoint(&mut self) {
         let Some(plan) = &self.checkpoints else {
             return;
@@ -412,10 +418,11 @@ impl Writer {
             return;
         }
         let ts = format_ts(OffsetDateTime::now_utc());
+        let replica = self.sink.replica().map(str::to_owned);
         let made = plan
             .signer
-            .checkpoint(seq, &self.head.prev, &ts)
-            .and_then(|cp| append_checkpoint(&self.dir, &cp).map(|()| cp));
+            .checkpoint(seq, &self.head.prev, &ts, replica)
+            .and_then(|cp| self.sink.store_checkpoint(&cp).map(|()| cp));
         match made {
             Ok(cp) => {
                 self.last_checkpoint_seq = seq;
@@ -433,39 +440,17 @@ impl Writer {
             }
         }
     }
-}
 
-/// The seq, hash and time of the last record of a closed segment.
-fn last_record_of(segment: &Segment) -> Result<(u64, String, String), AuditError> {
-    let path = &segment.path;
-    let io = |e| AuditError::io(path, e);
-    let mut file = File::open(path).map_err(io)?;
-    let len = file.metadata().map_err(io)?.len();
-    let corrupt = |reason: &str| AuditError::Corrupt {
-        path: path.clone(),
-        reason: reason.to_owned(),
-    };
-    if len == 0 {
-        return Err(corrupt("an old segment is empty"));
-    }
-    let start = line_start(&mut file, len).map_err(io)?;
-    let line = read_range(&mut file, start, len - 1).map_err(io)?;
-    let record: AuditRecord = serde_json::from_slice(&line)
-        .map_err(|_| corrupt("the last line of an old segment is not a record"))?;
-    Ok((record.seq, record.hash, record.ts))
-}
-
-impl Writer {
-    /// Deletes whole segments (never the one being written) whose last record is older than
-    /// the retention and covered by the latest signed checkpoint, oldest first. Before a
-    /// segment goes, a signed checkpoint of its last record is made if none exists: it
-    /// anchors the next segment, from which `verify` then starts. The deletion is then
-    /// recorded in the chain.
+    /// Deletes what the retention allows (see [`Sink::retention_pass`]), then records the
+    /// deletion in the chain.
     fn apply_retention(&mut self) {
         let (Some(keep), Some(plan)) = (self.retention, &self.checkpoints) else {
             return;
         };
-        let deleted = match retention_pass(&self.dir, keep, plan, self.last_checkpoint_seq) {
+        let deleted = match self
+            .sink
+            .retention_pass(keep, &plan.signer, self.last_checkpoint_seq)
+        {
             Ok(d) => d,
             Err(e) => {
                 tracing::error!(error = %e, "audit log: retention pass failed; nothing more deleted");
@@ -480,9 +465,9 @@ impl Writer {
             .fetch_add(deleted.len() as u64, Ordering::Relaxed);
         let records = format!("{}-{}", first.0, last.1);
         tracing::info!(
-            segments = deleted.len(),
+            ranges = deleted.len(),
             records,
-            "audit log: retention deleted old segments"
+            "audit log: retention deleted old records"
         );
         let entry = AuditEntry::new(
             "retention",
@@ -496,47 +481,4 @@ impl Writer {
             tracing::error!(error = %e, "audit log: the retention record was not written");
         }
     }
-}
-
-/// One retention pass; returns the `(first, last)` seqs of each deleted segment.
-fn retention_pass(
-    dir: &std::path::Path,
-    keep: Duration,
-    plan: &CheckpointPlan,
-    covered: u64,
-) -> Result<Vec<(u64, u64)>, AuditError> {
-    let segments = list_segments(dir)?;
-    let now = OffsetDateTime::now_utc();
-    let cutoff = now - keep;
-    let mut anchors: Option<Vec<u64>> = None;
-    let mut deleted = Vec::new();
-    for pair in segments.windows(2) {
-        let (segment, next) = (&pair[0], &pair[1]);
-        let last_seq = next.first_seq.saturating_sub(1);
-        if last_seq > covered || last_seq < segment.first_seq {
-            break;
-        }
-        let (seq, hash, ts) = last_record_of(segment)?;
-        if seq != last_seq || !parse_rfc3339(&ts).is_ok_and(|t| t < cutoff) {
-            break;
-        }
-        let anchored = anchors.get_or_insert_with(|| {
-            load_all_checkpoints(dir)
-                .map(|cps| cps.into_iter().map(|c| c.seq).collect())
-                .unwrap_or_default()
-        });
-        if !anchored.contains(&seq) {
-            let cp = plan.signer.checkpoint(seq, &hash, &format_ts(now))?;
-            append_checkpoint(dir, &cp)?;
-            anchored.push(seq);
-        }
-        std::fs::remove_file(&segment.path).map_err(|e| AuditError::io(&segment.path, e))?;
-        deleted.push((segment.first_seq, seq));
-    }
-    if !deleted.is_empty() {
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| AuditError::io(dir, e))?;
-    }
-    Ok(deleted)
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::routing::{Route, RouteOptions, RouteTable, SubjectCase, UnknownSubject};
-use raw::{CheckpointEvery, CheckpointEveryItem, RawConfig, RawStore};
+use raw::{CheckpointEvery, CheckpointEveryItem, RawAudit, RawConfig, RawStore};
 
 /// A configuration problem: which key, and why.
 #[derive(Debug, thiserror::Error)]
@@ -112,8 +112,8 @@ pub struct AuthSettings {
 /// `[audit]`: the tamper-evident access log.
 #[derive(Debug, Clone)]
 pub struct AuditSettings {
-    /// Segment directory.
-    pub dir: PathBuf,
+    /// Where the chain is kept.
+    pub storage: AuditStorage,
     /// Durability mode.
     pub sync: AuditSync,
     /// Rotate segments above this size.
@@ -127,6 +127,45 @@ pub struct AuditSettings {
     /// `retention = "400d"`: delete whole segments older than this once a signed checkpoint
     /// covers them (needs `checkpoint_key`).
     pub retention: Option<Duration>,
+}
+
+/// `[audit] backend`: where the chain is kept.
+#[derive(Debug, Clone)]
+pub enum AuditStorage {
+    /// `backend = "file"` (the default): segment files in `dir`.
+    Files {
+        /// Segment directory.
+        dir: PathBuf,
+    },
+    /// `backend = "postgres"`: this replica's chain in PostgreSQL, beside every other's.
+    Postgres {
+        /// `url` and `password_file` (default: `[store]`'s).
+        target: crate::pg::PgTarget,
+        /// This replica's chain name (default: the host name).
+        replica: String,
+    },
+}
+
+/// A chain name: 1–64 of `A-Za-z0-9._-` (it appears in records, checkpoints and cursors).
+pub fn valid_replica_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// This machine's host name, as the default replica name (`gw` if it has none usable).
+fn host_name() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|n| n.trim().to_owned())
+        .unwrap_or_default();
+    if valid_replica_name(&name) {
+        name
+    } else {
+        "gw".to_owned()
+    }
 }
 
 /// `[store]`: where consent state lives.
@@ -329,10 +368,11 @@ impl Settings {
             leeway: duration("auth.leeway", a.leeway.as_deref(), "30s")?,
         };
 
+        let storage = audit_storage(&raw.audit, &raw.store, base)?;
         let (checkpoint_interval, checkpoint_records) =
             checkpoint_every(raw.audit.checkpoint_every)?;
         let audit = AuditSettings {
-            dir: path(&raw.audit.dir),
+            storage,
             sync: match raw.audit.sync.as_deref() {
                 None | Some("group") => AuditSync::Group,
                 Some("always") => AuditSync::Always,
@@ -478,6 +518,84 @@ impl Settings {
                 None => None,
             },
         })
+    }
+}
+
+fn audit_storage(
+    raw: &RawAudit,
+    store: &RawStore,
+    base: &Path,
+) -> Result<AuditStorage, ConfigError> {
+    match raw.backend.as_deref() {
+        None | Some("file") => {
+            for (key, set) in [
+                ("audit.url", raw.url.is_some()),
+                ("audit.password_file", raw.password_file.is_some()),
+                ("audit.replica", raw.replica.is_some()),
+            ] {
+                if set {
+                    return Err(invalid(
+                        key,
+                        "is only used with backend = \"postgres\"; remove it or set audit.backend = \"postgres\"",
+                    ));
+                }
+            }
+            let dir = raw.dir.as_deref().ok_or_else(|| {
+                invalid(
+                    "audit.dir",
+                    "the file backend needs a directory, like dir = \"data/audit\"",
+                )
+            })?;
+            Ok(AuditStorage::Files {
+                dir: resolve(base, dir),
+            })
+        }
+        Some("postgres") => {
+            if raw.dir.is_some() {
+                return Err(invalid(
+                    "audit.dir",
+                    "is only used with backend = \"file\"; the postgres backend keeps the chain in the database",
+                ));
+            }
+            let store_on_pg = store.backend.as_deref() == Some("postgres");
+            let (url, key, password_file) = match (&raw.url, store_on_pg) {
+                (Some(url), _) => (url, "audit.url", raw.password_file.as_deref()),
+                (None, true) => match &store.url {
+                    Some(url) => (
+                        url,
+                        "store.url",
+                        raw.password_file
+                            .as_deref()
+                            .or(store.password_file.as_deref()),
+                    ),
+                    None => return Err(invalid("store.url", "backend = \"postgres\" needs a url")),
+                },
+                (None, false) => {
+                    return Err(invalid(
+                        "audit.url",
+                        "backend = \"postgres\" needs url = \"postgres://user@host:5432/dbname\" (or a [store] on postgres to share)",
+                    ));
+                }
+            };
+            let password_file = password_file.map(|p| resolve(base, p));
+            let target =
+                crate::pg::PgTarget::parse(url, base, password_file).map_err(|m| invalid(key, m))?;
+            let replica = match &raw.replica {
+                Some(name) if valid_replica_name(name) => name.clone(),
+                Some(_) => {
+                    return Err(invalid(
+                        "audit.replica",
+                        "must be 1-64 characters of A-Za-z0-9._-",
+                    ));
+                }
+                None => host_name(),
+            };
+            Ok(AuditStorage::Postgres { target, replica })
+        }
+        Some(other) => Err(invalid(
+            "audit.backend",
+            format!("\"{other}\" is not an audit backend; use \"file\" or \"postgres\""),
+        )),
     }
 }
 

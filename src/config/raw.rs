@@ -63,7 +63,11 @@ pub(crate) struct RawStore {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawAudit {
-    pub(crate) dir: String,
+    pub(crate) backend: Option<String>,
+    pub(crate) dir: Option<String>,
+    pub(crate) url: Option<String>,
+    pub(crate) password_file: Option<String>,
+    pub(crate) replica: Option<String>,
     pub(crate) sync: Option<String>,
     pub(crate) checkpoint_key: Option<String>,
     pub(crate) checkpoint_every: Option<CheckpointEvery>,

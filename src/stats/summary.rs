@@ -142,6 +142,7 @@ mod tests {
 
     fn record(ts: &str, decision: Decision, reason: &str, caller: &str) -> AuditRecord {
         AuditRecord {
+            replica: None,
             seq: 1,
             ts: ts.into(),
             request_id: "r".into(),
