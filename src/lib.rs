@@ -65,9 +65,9 @@ pub enum StartError {
     /// message, and `{:#}` would print it twice.)
     #[error("consent store: {0}")]
     Store(consent::StoreError),
-    /// The audit log.
+    /// The audit log. (Not marked as the source either, for the same reason.)
     #[error("audit: {0}")]
-    Audit(#[from] audit::AuditError),
+    Audit(audit::AuditError),
     /// The policies (each error on its own line, `file:line:column: message`).
     #[error("policies are invalid:\n{0}")]
     Policies(#[from] policy::LoadErrors),
@@ -82,6 +82,12 @@ pub enum StartError {
     /// The policy file watcher.
     #[error("cannot watch the policy folder: {0}")]
     Watch(#[from] notify::Error),
+}
+
+impl From<audit::AuditError> for StartError {
+    fn from(e: audit::AuditError) -> Self {
+        Self::Audit(e)
+    }
 }
 
 impl From<consent::StoreError> for StartError {

@@ -245,10 +245,9 @@ impl Sink for PgSink {
         if let Some(client) = self.client.as_ref() {
             let alive = self
                 .rt
-                .block_on(tokio::time::timeout(
-                    pg::CONNECT_TIMEOUT,
-                    client.simple_query("SELECT 1"),
-                ))
+                .block_on(async {
+                    tokio::time::timeout(pg::CONNECT_TIMEOUT, client.simple_query("SELECT 1")).await
+                })
                 .is_ok_and(|r| r.is_ok());
             if alive {
                 return Some(true);
