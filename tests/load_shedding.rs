@@ -56,3 +56,55 @@ async fn requests_over_the_in_flight_bound_get_a_fast_503() {
     assert_eq!(r.status, StatusCode::OK);
     gw.shutdown().await;
 }
+
+/// A streamed (NDJSON) response holds its place under `max_in_flight` until the stream ends,
+/// not only until its head is sent: a long export counts as the request in flight it is.
+#[tokio::test]
+async fn a_stream_counts_in_flight_until_it_ends() {
+    let (finish_tx, finish_rx) = tokio::sync::watch::channel(false);
+    let up = Upstream::start(std::sync::Arc::new(move |_seen| {
+        let mut finish = finish_rx.clone();
+        Box::pin(async move {
+            let (tx, body) = ChannelBody::new();
+            tokio::spawn(async move {
+                let _ = tx
+                    .send(bytes::Bytes::from_static(b"{\"id\":\"c-1001\",\"name\":\"A\"}\n"))
+                    .await;
+                let _ = finish.wait_for(|done| *done).await;
+                let _ = tx
+                    .send(bytes::Bytes::from_static(b"{\"id\":\"c-1002\",\"name\":\"B\"}\n"))
+                    .await;
+            });
+            let mut resp = http::Response::new(body.boxed());
+            resp.headers_mut()
+                .insert("content-type", "application/x-ndjson".parse().unwrap());
+            resp
+        })
+    }))
+    .await;
+    let config = format!(
+        "{}\n[[route]]\nname = \"export\"\nmatch = \"/api/export\"\nupstream = \"http://{}\"\npersonal_data = true\ncollection = {{ format = \"ndjson\", subject = \"id\" }}\n",
+        config_text(up.addr, "max_in_flight = 1"),
+        up.addr
+    );
+    let gw = TestGateway::start(&config).await;
+    let t = token("crm", &["support"], "");
+    let mut req = build_request(http::Method::GET, &gw.url("/api/export"), Some(&t), None);
+    req.headers_mut().insert("x-purpose", "support".parse().unwrap());
+    let stream = client().request(req).await.unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The stream's head is out and its exchange is over, but the stream is not.
+    let r = get(&gw.url("/api/products/1"), Some(&t), &[]).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.code(), "overloaded");
+    finish_tx.send(true).unwrap();
+    // The stream runs to its end.
+    http_body_util::BodyExt::collect(stream.into_body())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r = get(&gw.url("/api/products/2"), Some(&t), &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "capacity is back once the stream ended");
+    gw.shutdown().await;
+}

@@ -114,7 +114,7 @@ pub(crate) fn register(shared: &Arc<Shared>, registry: &mut Registry) {
     );
     registry.register(
         "fsync_seconds",
-        "Time spent in fdatasync per batch",
+        "Time spent making a batch durable: fdatasync (files), or the committing statement (postgres)",
         m.fsync_seconds.clone(),
     );
     registry.register_collector(Box::new(Head(Arc::clone(shared))));

@@ -58,6 +58,9 @@ pub(crate) struct Ctx {
     pub(crate) redactions: BTreeMap<String, u64>,
     /// The exchange's records are written already: a collection writes one per record.
     pub(crate) audited: bool,
+    /// The request's place under `gateway.max_in_flight`: held by the exchange, and handed
+    /// to a streamed (NDJSON) response's pump, which holds it until the stream ends.
+    pub(crate) slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// Handles one data-plane request.
@@ -109,9 +112,10 @@ pub(crate) async fn handle(
             let target = resolved.into_target();
             let request_id = ctx.request_id.clone();
             let task = state.clone();
+            ctx.slot = slot.ok();
             let exchange = state.exchanges.spawn(async move {
-                let _slot = slot;
                 let resp = personal_exchange(&task, req, conn, target, &mut ctx).await;
+                ctx.slot = None;
                 (resp, ctx)
             });
             match exchange.await {

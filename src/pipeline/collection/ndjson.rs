@@ -92,6 +92,7 @@ pub(super) async fn respond(
         status,
         max_line: g.max_body_bytes,
         wait: g.upstream_timeout,
+        _slot: ctx.slot.take(),
     };
     // Tracked like an exchange: shutdown waits for the stream's records.
     state.exchanges.spawn(pump.run(body, tx));
@@ -130,6 +131,9 @@ struct Pump {
     status: u16,
     max_line: u64,
     wait: Duration,
+    /// The request's in-flight place: a stream counts against `gateway.max_in_flight` until
+    /// it ends, not only until its head is sent.
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Pump {
