@@ -109,6 +109,21 @@ async fn try_access(
     try_send(req).await
 }
 
+/// [`try_access`] that gives up after 10 s (`Err` then: the gateway hung).
+async fn timed_access(
+    gw: SocketAddr,
+    subject: &str,
+    purpose: &str,
+    tok: &str,
+) -> Result<Reply, String> {
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        try_access(gw, subject, purpose, tok),
+    )
+    .await
+    .unwrap_or_else(|_| Err("no answer within 10 s".to_owned()))
+}
+
 /// [`try_access`] that must get an answer.
 async fn access(gw: SocketAddr, subject: &str, purpose: &str, tok: &str) -> Reply {
     try_access(gw, subject, purpose, tok).await.unwrap()
@@ -201,17 +216,17 @@ fn assert_report(report: &Value, ok: bool, chains: &[(&str, usize, Option<u64>)]
     }
 }
 
+/// `/readyz`: (status, body); `(0, null)` without an answer within 10 s.
 async fn ready(admin: SocketAddr) -> (u16, Value) {
-    match try_send(build_request(
+    let req = try_send(build_request(
         Method::GET,
         &format!("http://{admin}/readyz"),
         None,
         None,
-    ))
-    .await
-    {
-        Ok(r) => (r.status.as_u16(), r.json()),
-        Err(_) => (0, Value::Null),
+    ));
+    match tokio::time::timeout(Duration::from_secs(10), req).await {
+        Ok(Ok(r)) => (r.status.as_u16(), r.json()),
+        _ => (0, Value::Null),
     }
 }
 
@@ -922,13 +937,17 @@ async fn subject_report_on_one_replica_lists_accesses_through_another() {
         StatusCode::OK
     );
     let all = rows(&url, &env.password_file).await;
-    let mut want: Vec<(i64, String, String)> = all
+    // (seq, ts, purpose, replica) of every access to p-1.
+    type Access = (i64, String, String, String);
+    let mut want: Vec<Access> = all
         .iter()
         .filter(|r| r.subject.as_deref() == Some("p-1"))
         .map(|r| {
+            let rec = r.record();
             (
                 r.seq,
-                r.record()["ts"].as_str().unwrap().to_owned(),
+                rec["ts"].as_str().unwrap().to_owned(),
+                rec["purpose"].as_str().unwrap().to_owned(),
                 r.replica.clone(),
             )
         })
@@ -955,21 +974,22 @@ async fn subject_report_on_one_replica_lists_accesses_through_another() {
             ["marketing", "order_fulfilment", "support"],
             "report on {name} covers every replica's accesses: {doc}"
         );
-        let mut got: Vec<(i64, String, String)> = accesses
+        let mut got: Vec<Access> = accesses
             .iter()
             .map(|x| {
                 let seq = x["seq"].as_i64().unwrap();
                 let ts = x["ts"].as_str().unwrap().to_owned();
-                // Which chain: named by the report, or found by seq and ts.
+                let purpose = x["purpose"].as_str().unwrap().to_owned();
+                // Which chain: named by the report, or found by seq, ts and purpose.
                 let replica = match x["replica"].as_str() {
                     Some(r) => r.to_owned(),
                     None => want
                         .iter()
-                        .find(|w| w.0 == seq && w.1 == ts)
-                        .map(|w| w.2.clone())
+                        .find(|w| w.0 == seq && w.1 == ts && w.2 == purpose)
+                        .map(|w| w.3.clone())
                         .unwrap_or_default(),
                 };
-                (seq, ts, replica)
+                (seq, ts, purpose, replica)
             })
             .collect();
         got.sort();
@@ -1344,14 +1364,14 @@ async fn postgres_down_refuses_releases_then_the_same_process_recovers_with_a_so
 
     cluster.stop();
     let refused = wait_until(Duration::from_secs(5), || async {
-        try_access(p.bin.gw, "o-1", "support", &t)
+        timed_access(p.bin.gw, "o-1", "support", &t)
             .await
             .is_ok_and(|r| r.status == StatusCode::SERVICE_UNAVAILABLE)
     })
     .await;
     assert!(refused.is_some(), "still released with PostgreSQL down");
     for _ in 0..3 {
-        let r = access(p.bin.gw, "o-1", "support", &t).await;
+        let r = timed_access(p.bin.gw, "o-1", "support", &t).await.unwrap();
         assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
         assert_eq!(r.code(), "audit_unavailable", "{}", r.text());
         assert!(r.headers.get("x-consentgate-decision").is_none());
@@ -1369,7 +1389,7 @@ async fn postgres_down_refuses_releases_then_the_same_process_recovers_with_a_so
 
     cluster.restart();
     let back = wait_until(Duration::from_secs(20), || async {
-        let ok = try_access(p.bin.gw, "o-1", "support", &t)
+        let ok = timed_access(p.bin.gw, "o-1", "support", &t)
             .await
             .is_ok_and(|r| r.status == StatusCode::OK);
         ok && ready(p.bin.admin).await.0 == 200
