@@ -5,9 +5,11 @@
 //!   per chain from 1; the rows of `audit_records` hold the record's canonical bytes, chained
 //!   by `prev`/`hash` per replica, and the columns say what the line says;
 //! - `GET /v1/audit` on any replica merges every chain (ordered by `ts`, `replica`, `seq`),
-//!   pages with opaque cursors (each record exactly once), filters across chains, refuses a
-//!   forged cursor; `GET /v1/audit/verify` answers per chain and points at a tampered or
-//!   deleted row; the subject report covers accesses through other replicas;
+//!   pages with opaque cursors good on any replica (each record exactly once, also while
+//!   both chains are being written), filters across chains, refuses a forged cursor;
+//!   `GET /v1/audit/verify` answers per chain and points at a tampered or deleted row, or at
+//!   a row whose indexed columns no longer say what its line says; the subject report covers
+//!   accesses through other replicas; a replica left idle still serves;
 //! - the CLI: `audit verify|export --url`, and `audit migrate` of a file chain that a
 //!   gateway then continues;
 //! - faults: SIGKILL under load releases no 200 without its committed record; a second live
@@ -643,6 +645,33 @@ async fn records_on_postgres_name_their_replica_and_chain_per_replica() {
 }
 
 #[tokio::test]
+async fn a_replica_idle_for_a_while_still_serves_and_records() {
+    let Some(env) = pg_env() else { return };
+    let url = fresh_database(&env).await;
+    let up = Upstream::json(sample_customer("i-1")).await;
+    let gw = pg_gateway(&up, &url, &env, "gw-1").await;
+    let t = crm();
+    let first = access(gw.addr, "i-1", "support", &t).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+    // Idle for longer than the writer's idle probe (1 s), twice over.
+    sleep_ms(2500).await;
+    let (code, body) = ready(gw.admin).await;
+    assert_eq!(code, 200, "ready after idling: {body}");
+    let second = access(gw.addr, "i-1", "support", &t).await;
+    assert_eq!(
+        second.status,
+        StatusCode::OK,
+        "served after idling: {}",
+        second.text()
+    );
+    let all = rows(&url, &env.password_file).await;
+    let chain1 = assert_chain_sound(&all, "gw-1", 0);
+    assert_eq!(chain1.len(), 2);
+    assert_eq!(chain1[1].request_id(), request_id(&second));
+    gw.shutdown().await;
+}
+
+#[tokio::test]
 async fn replica_defaults_to_the_hostname() {
     let Some(env) = pg_env() else { return };
     let url = fresh_database(&env).await;
@@ -748,6 +777,25 @@ async fn audit_list_on_any_replica_merges_every_chain_with_cursors_and_filters()
             pages.len()
         );
     }
+    // A cursor is a position in the merged order, good on any replica (a load balancer
+    // may send each page to another one).
+    let mut flat = Vec::new();
+    let mut q = format!("{bound}&limit=4");
+    for page in 0.. {
+        let gw = if page % 2 == 0 { &a } else { &b };
+        let (lines, next) = audit_page(gw.admin, &q).await;
+        flat.extend(lines);
+        match next {
+            Some(c) => q = format!("{bound}&limit=4&cursor={c}"),
+            None => break,
+        }
+        assert!(page < 50, "paging does not end");
+    }
+    assert_eq!(
+        keys(&flat),
+        keys(&want),
+        "pages alternating between replicas"
+    );
 
     // Filters across chains, alone and with paging.
     let cut_from = order[8].ts_ms;
@@ -815,6 +863,128 @@ async fn audit_list_on_any_replica_merges_every_chain_with_cursors_and_filters()
             assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.text());
         }
     }
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// Pages through the log from `from` with `limit`, alternating replicas, until the last page
+/// or `budget` passes; returns the lines.
+async fn page_through(
+    gws: [SocketAddr; 2],
+    from: &str,
+    limit: usize,
+    budget: Duration,
+) -> Vec<String> {
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    let mut q = format!("from={from}&limit={limit}");
+    for page in 0usize.. {
+        let (lines, next) = audit_page(gws[page % 2], &q).await;
+        seen.extend(lines);
+        match next {
+            Some(c) => q = format!("from={from}&limit={limit}&cursor={c}"),
+            None => break,
+        }
+        if start.elapsed() > budget {
+            break;
+        }
+    }
+    seen
+}
+
+#[tokio::test]
+async fn paging_while_both_replicas_write_returns_every_record_once() {
+    let Some(env) = pg_env() else { return };
+    let url = fresh_database(&env).await;
+    let up = Upstream::json(sample_customer("l-1")).await;
+    let a = pg_gateway(&up, &url, &env, "gw-1").await;
+    let b = pg_gateway(&up, &url, &env, "gw-2").await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let t = crm();
+    let mut load = Vec::new();
+    for gw in [a.addr, b.addr, b.addr] {
+        let (stop, t) = (stop.clone(), t.clone());
+        load.push(tokio::spawn(async move {
+            let mut n = 0u32;
+            while !stop.load(Ordering::Relaxed) && n < 50_000 {
+                n += 1;
+                let r = access(gw, "l-1", "support", &t).await;
+                assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+            }
+        }));
+    }
+    sleep_ms(200).await;
+    // Readers' sessions, each from a moment ago to the live end of the log while records
+    // keep arriving on both chains.
+    let mut sessions = Vec::new();
+    for _ in 0..40 {
+        let now = time::OffsetDateTime::now_utc();
+        let from_ms = i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap() - 30;
+        let seen = page_through(
+            [a.admin, b.admin],
+            &rfc3339_ms(from_ms),
+            40,
+            Duration::from_secs(1),
+        )
+        .await;
+        sessions.push((from_ms, seen));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for task in load {
+        task.await.unwrap();
+    }
+    let all = rows(&url, &env.password_file).await;
+    assert_chain_sound(&all, "gw-1", 0);
+    assert_chain_sound(&all, "gw-2", 0);
+    let order = merged(&all);
+    let position: HashMap<(String, u64), usize> = order
+        .iter()
+        .enumerate()
+        .map(|(i, r)| ((r.replica.clone(), r.seq as u64), i))
+        .collect();
+    let mut problems = Vec::new();
+    for (i, (from_ms, seen)) in sessions.iter().enumerate() {
+        let got = keys(seen);
+        let Some(last) = got.last() else {
+            problems.push(format!("session {i}: nothing listed"));
+            continue;
+        };
+        let end = position[last];
+        let want: Vec<(String, u64)> = order[..=end]
+            .iter()
+            .filter(|r| r.ts_ms >= *from_ms)
+            .map(|r| (r.replica.clone(), r.seq as u64))
+            .collect();
+        if got == want {
+            continue;
+        }
+        let got_set: HashSet<&(String, u64)> = got.iter().collect();
+        let skipped: Vec<&(String, u64)> = want.iter().filter(|k| !got_set.contains(k)).collect();
+        let mut counts: HashMap<&(String, u64), usize> = HashMap::new();
+        for k in &got {
+            *counts.entry(k).or_default() += 1;
+        }
+        let twice = counts.values().filter(|n| **n > 1).count();
+        problems.push(format!(
+            "session {i}: {} records listed up to {last:?}; {} of the {} records before it in \
+             the merged order never listed (e.g. {:?}), {twice} listed twice",
+            got.len(),
+            skipped.len(),
+            want.len(),
+            &skipped[..skipped.len().min(3)],
+        ));
+    }
+    eprintln!(
+        "{} records; {} sessions listed {:?} records",
+        all.len(),
+        sessions.len(),
+        sessions.iter().map(|s| s.1.len()).collect::<Vec<_>>()
+    );
+    assert!(
+        problems.is_empty(),
+        "paging while both chains are written:\n{}",
+        problems.join("\n")
+    );
     a.shutdown().await;
     b.shutdown().await;
 }
@@ -997,6 +1167,48 @@ async fn subject_report_on_one_replica_lists_accesses_through_another() {
         let times: Vec<i64> = accesses.iter().map(|x| ts_ms(x)).collect();
         assert!(times.is_sorted(), "oldest first on {name}: {doc}");
     }
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_row_whose_columns_disagree_with_its_line_is_tampering() {
+    let Some(env) = pg_env() else { return };
+    let url = fresh_database(&env).await;
+    let pw = env.password_file.clone();
+    let up = Upstream::json(sample_customer("c-1")).await;
+    let a = pg_gateway(&up, &url, &env, "gw-1").await;
+    let b = pg_gateway(&up, &url, &env, "gw-2").await;
+    let t = crm();
+    for gw in [&a, &b, &a, &b] {
+        assert_eq!(
+            access(gw.addr, "c-1", "support", &t).await.status,
+            StatusCode::OK
+        );
+    }
+    // The indexed subject of gw-2's second access rewritten: the line (and its hash) stay,
+    // but the access would vanish from c-1's report and from `?subject=c-1`.
+    let n = execute(
+        &url,
+        &pw,
+        "UPDATE audit_records SET subject = 'someone-else' WHERE replica = 'gw-2' AND seq = 2",
+        None,
+    )
+    .await;
+    assert_eq!(n, 1);
+    let report = auditor_get(a.admin, "/v1/subjects/c-1/report").await.json();
+    let listed = report["accesses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["route"] != "admin")
+        .count();
+    let v = verify_api(a.admin).await;
+    assert!(
+        v["ok"] == false && chain(&v, "gw-2")["first_bad_seq"] == 2 || listed == 4,
+        "a rewritten subject column hides an access from the subject report ({listed} of 4 \
+         listed) while verify says {v}"
+    );
     a.shutdown().await;
     b.shutdown().await;
 }

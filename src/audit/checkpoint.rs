@@ -481,7 +481,8 @@ pub(crate) mod tests {
 
     #[test]
     fn a_chain_checkpoint_does_not_pass_for_another_chain() {
-        let key = aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
+        let key =
+            aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
         let signer = Signer::from_pkcs8(key.as_ref()).unwrap();
         let cp = signer
             .checkpoint(3, &"ab".repeat(32), "t", Some("gw-1".into()))
@@ -493,7 +494,10 @@ pub(crate) mod tests {
             ..cp.clone()
         };
         assert!(verify_checkpoint_signature(&moved, &spki).is_err());
-        let unnamed = Checkpoint { replica: None, ..cp };
+        let unnamed = Checkpoint {
+            replica: None,
+            ..cp
+        };
         assert!(verify_checkpoint_signature(&unnamed, &spki).is_err());
     }
 }

@@ -247,7 +247,13 @@ mod tests {
         e.region = None;
         e.reason = "quote \" here".into();
         e.request_id = "@cmd".into();
-        let r = AuditRecord::seal(e, 9, "2026-01-01T00:00:00.000Z".into(), GENESIS_PREV.into(), None);
+        let r = AuditRecord::seal(
+            e,
+            9,
+            "2026-01-01T00:00:00.000Z".into(),
+            GENESIS_PREV.into(),
+            None,
+        );
         let row = csv_of(std::slice::from_ref(&r));
         let expected = format!(
             "9,2026-01-01T00:00:00.000Z,'@cmd,\"'=HYPERLINK(\"\"http://x\"\")\",\"al,ice\",support,,customers,GET,\"/api/customers/al,ice\",allow,\"quote \"\" here\",eu@abc123,granted,200,$.a;$.b,email=2;phone=1,,,{GENESIS_PREV},{}\r\n",

@@ -44,10 +44,10 @@ pub use checkpoint::{
 };
 pub use error::AuditError;
 pub use export::{Format, export};
+pub(crate) use postgres::is_outage;
 pub use postgres::{
     AuditMigrateReport, ChainReport, ChainsReport, PgAudit, migrate_files_to_postgres,
 };
-pub(crate) use postgres::is_outage;
 pub use query::{DEFAULT_LIMIT, Filter, MAX_LIMIT, Page, query, scan};
 pub use record::{
     AuditEntry, AuditRecord, CollectionPos, ConsentUsed, Decision, GENESIS_PREV, parse_rfc3339,
@@ -57,11 +57,11 @@ pub use verify::{CheckpointCheck, Signature, VerifyOptions, VerifyReport, verify
 pub use writer::SyncMode;
 
 use checkpoint::Signer;
+use file_sink::FileSink;
 use metrics::Metrics;
+use postgres::PgSink;
 use record::Prepared;
 use recover::recover_tail;
-use file_sink::FileSink;
-use postgres::PgSink;
 use writer::{CheckpointPlan, Job, Msg, Progress, Shared, Sink, Writer};
 
 /// Most lazy records ([`AuditLog::append_lazy`]) queued at once; past it, lazy appends wait

@@ -548,7 +548,13 @@ pub(crate) mod tests {
     fn sealed_line_checks_and_has_every_key() {
         let mut e = entry("alice");
         e.caller = None;
-        let r = AuditRecord::seal(e, 1, "2026-11-23T21:55:44.123Z".into(), GENESIS_PREV.into(), None);
+        let r = AuditRecord::seal(
+            e,
+            1,
+            "2026-11-23T21:55:44.123Z".into(),
+            GENESIS_PREV.into(),
+            None,
+        );
         let line = r.to_line();
         assert!(line.contains(r#""caller":null"#));
         assert!(line.starts_with(

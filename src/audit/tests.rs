@@ -223,7 +223,13 @@ async fn detects_inserted_lines() {
     assert_eq!(bad_at(dir.path(), None), Some(4));
     // A forged record that correctly continues record 3: the original 4 then breaks.
     let prev = parse(&lines[2]).hash;
-    let forged = AuditRecord::seal(entry("mallory"), 4, "2026-01-01T00:00:00.000Z".into(), prev, None);
+    let forged = AuditRecord::seal(
+        entry("mallory"),
+        4,
+        "2026-01-01T00:00:00.000Z".into(),
+        prev,
+        None,
+    );
     let mut forged_log = lines.clone();
     forged_log.insert(3, forged.to_line());
     write_lines(&seg, &forged_log);

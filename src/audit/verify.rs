@@ -271,7 +271,9 @@ impl<'a> ChainCheck<'a> {
         let expected = self.expected;
         let (record, fault) = match check_line(line) {
             LineCheck::Good(r) => (r, None),
-            LineCheck::HashMismatch(r) => (r, Some("record does not match its hash: it was edited")),
+            LineCheck::HashMismatch(r) => {
+                (r, Some("record does not match its hash: it was edited"))
+            }
             LineCheck::NotCanonical(r) => (
                 r,
                 Some("record's stored bytes are not its canonical JSON: it was edited"),
@@ -314,7 +316,10 @@ impl<'a> ChainCheck<'a> {
         let rewritten = self
             .given
             .is_some_and(|cp| cp.seq == record.seq && cp.hash != record.hash)
-            || self.known.get(&record.seq).is_some_and(|h| *h != record.hash);
+            || self
+                .known
+                .get(&record.seq)
+                .is_some_and(|h| *h != record.hash);
         if rewritten {
             return Err((
                 expected,

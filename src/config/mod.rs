@@ -578,8 +578,8 @@ fn audit_storage(
                 }
             };
             let password_file = password_file.map(|p| resolve(base, p));
-            let target =
-                crate::pg::PgTarget::parse(url, base, password_file).map_err(|m| invalid(key, m))?;
+            let target = crate::pg::PgTarget::parse(url, base, password_file)
+                .map_err(|m| invalid(key, m))?;
             let replica = match &raw.replica {
                 Some(name) if valid_replica_name(name) => name.clone(),
                 Some(_) => {

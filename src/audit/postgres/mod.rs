@@ -11,6 +11,6 @@ mod schema;
 mod sink;
 
 pub use migrate::{AuditMigrateReport, migrate_files_to_postgres};
-pub use read::{ChainReport, ChainsReport, PgAudit};
 pub(crate) use read::is_outage;
+pub use read::{ChainReport, ChainsReport, PgAudit};
 pub(crate) use sink::PgSink;

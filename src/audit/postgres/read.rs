@@ -80,7 +80,9 @@ fn decode_cursor(cursor: &str) -> Result<(String, String, i64), AuditError> {
         .decode(cursor)
         .map_err(|_| AuditError::BadCursor)?;
     let text = std::str::from_utf8(&bytes).map_err(|_| AuditError::BadCursor)?;
-    let rest = text.strip_prefix(CURSOR_PREFIX).ok_or(AuditError::BadCursor)?;
+    let rest = text
+        .strip_prefix(CURSOR_PREFIX)
+        .ok_or(AuditError::BadCursor)?;
     let (seq, rest) = rest.split_once(':').ok_or(AuditError::BadCursor)?;
     // `ts` is `YYYY-MM-DDTHH:MM:SS.mmmZ`: it holds colons, the replica name does not.
     let (ts, replica) = rest.rsplit_once(':').ok_or(AuditError::BadCursor)?;
@@ -203,7 +205,11 @@ impl PgAudit {
         let from = cursor.map(decode_cursor).transpose()?;
         let limit = filter.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
         let mut rows = self
-            .page(filter, from.as_ref(), i64::try_from(limit + 1).unwrap_or(i64::MAX))
+            .page(
+                filter,
+                from.as_ref(),
+                i64::try_from(limit + 1).unwrap_or(i64::MAX),
+            )
             .await?;
         let next = if rows.len() > limit {
             rows.pop()
@@ -388,9 +394,8 @@ impl PgAudit {
                 after = seq;
                 let stored_at = u64::try_from(seq).unwrap_or(0);
                 let outcome = chain.feed(&line, |record| {
-                    (record.seq != stored_at).then(|| {
-                        format!("the row of seq {stored_at} holds record {}", record.seq)
-                    })
+                    (record.seq != stored_at)
+                        .then(|| format!("the row of seq {stored_at} holds record {}", record.seq))
                 });
                 if let Err(broken) = outcome {
                     problem = Some(broken);

@@ -87,7 +87,8 @@ impl PgSink {
         let connector = self.connector.clone();
         let replica = self.replica.clone();
         let (client, connected) = self.rt.block_on(async move {
-            let (mut client, connection) = connector.connect().await.map_err(AuditError::Database)?;
+            let (mut client, connection) =
+                connector.connect().await.map_err(AuditError::Database)?;
             tokio::spawn(async move {
                 if let Err(e) = connection.await {
                     tracing::warn!(error = %e, "audit log: database connection closed");
@@ -333,8 +334,8 @@ impl Sink for PgSink {
                     &format_ts(now),
                     Some(replica.to_owned()),
                 )?;
-                let line =
-                    serde_json::to_vec(&cp).map_err(|e| AuditError::BadCheckpoint(e.to_string()))?;
+                let line = serde_json::to_vec(&cp)
+                    .map_err(|e| AuditError::BadCheckpoint(e.to_string()))?;
                 client
                     .execute(
                         "INSERT INTO audit_checkpoints (replica, seq, line) VALUES ($1, $2, $3)
