@@ -1406,7 +1406,7 @@ async fn sigkill_under_load_releases_no_200_without_its_committed_record() {
             let mut n = 0u32;
             while !stop.load(Ordering::Relaxed) && n < 20_000 {
                 n += 1;
-                let purpose = if n % 2 == 0 {
+                let purpose = if n.is_multiple_of(2) {
                     "support"
                 } else {
                     "order_fulfilment"
