@@ -752,7 +752,9 @@ async fn audit_list_on_any_replica_merges_every_chain_with_cursors_and_filters()
     // `to` ends before the records of these reads (each read of the log is recorded).
     let last = order.iter().map(|r| r.ts_ms).max().unwrap();
     let to = rfc3339_ms(last + 1);
-    sleep_ms(25).await;
+    // On PostgreSQL the listing shows records once the listing watermark (2 s behind the
+    // database's clock) has passed them: no record can appear behind it any more.
+    sleep_ms(2_300).await;
     let bound = format!("to={to}");
     let want = texts(&order);
     for (name, gw) in [("gw-1", &a), ("gw-2", &b)] {
@@ -918,13 +920,14 @@ async fn paging_while_both_replicas_write_returns_every_record_once() {
             }
         }));
     }
-    sleep_ms(200).await;
-    // Readers' sessions, each from a moment ago to the live end of the log while records
-    // keep arriving on both chains.
+    // The listing shows records older than its watermark (2 s behind the database's clock).
+    sleep_ms(2_500).await;
+    // Readers' sessions, each from a moment before the watermark to the end of what the
+    // listing shows, while records keep arriving on both chains.
     let mut sessions = Vec::new();
-    for _ in 0..150 {
+    for _ in 0..60 {
         let now = time::OffsetDateTime::now_utc();
-        let from_ms = i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap() - 30;
+        let from_ms = i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap() - 2_100;
         let seen = page_through(
             [a.admin, b.admin],
             &rfc3339_ms(from_ms),

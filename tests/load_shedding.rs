@@ -68,11 +68,15 @@ async fn a_stream_counts_in_flight_until_it_ends() {
             let (tx, body) = ChannelBody::new();
             tokio::spawn(async move {
                 let _ = tx
-                    .send(bytes::Bytes::from_static(b"{\"id\":\"c-1001\",\"name\":\"A\"}\n"))
+                    .send(bytes::Bytes::from_static(
+                        b"{\"id\":\"c-1001\",\"name\":\"A\"}\n",
+                    ))
                     .await;
                 let _ = finish.wait_for(|done| *done).await;
                 let _ = tx
-                    .send(bytes::Bytes::from_static(b"{\"id\":\"c-1002\",\"name\":\"B\"}\n"))
+                    .send(bytes::Bytes::from_static(
+                        b"{\"id\":\"c-1002\",\"name\":\"B\"}\n",
+                    ))
                     .await;
             });
             let mut resp = http::Response::new(body.boxed());
@@ -90,7 +94,8 @@ async fn a_stream_counts_in_flight_until_it_ends() {
     let gw = TestGateway::start(&config).await;
     let t = token("crm", &["support"], "");
     let mut req = build_request(http::Method::GET, &gw.url("/api/export"), Some(&t), None);
-    req.headers_mut().insert("x-purpose", "support".parse().unwrap());
+    req.headers_mut()
+        .insert("x-purpose", "support".parse().unwrap());
     let stream = client().request(req).await.unwrap();
     assert_eq!(stream.status(), StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -105,6 +110,10 @@ async fn a_stream_counts_in_flight_until_it_ends() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let r = get(&gw.url("/api/products/2"), Some(&t), &[]).await;
-    assert_eq!(r.status, StatusCode::OK, "capacity is back once the stream ended");
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "capacity is back once the stream ended"
+    );
     gw.shutdown().await;
 }

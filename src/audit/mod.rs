@@ -80,7 +80,7 @@ pub enum Storage {
     /// This replica's chain in PostgreSQL, beside every other replica's.
     Postgres {
         /// The database.
-        target: crate::pg::PgTarget,
+        target: Box<crate::pg::PgTarget>,
         /// The chain's name: one live replica per name.
         replica: String,
     },

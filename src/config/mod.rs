@@ -140,7 +140,7 @@ pub enum AuditStorage {
     /// `backend = "postgres"`: this replica's chain in PostgreSQL, beside every other's.
     Postgres {
         /// `url` and `password_file` (default: `[store]`'s).
-        target: crate::pg::PgTarget,
+        target: Box<crate::pg::PgTarget>,
         /// This replica's chain name (default: the host name).
         replica: String,
     },
@@ -590,7 +590,10 @@ fn audit_storage(
                 }
                 None => host_name(),
             };
-            Ok(AuditStorage::Postgres { target, replica })
+            Ok(AuditStorage::Postgres {
+                target: Box::new(target),
+                replica,
+            })
         }
         Some(other) => Err(invalid(
             "audit.backend",

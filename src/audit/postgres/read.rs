@@ -10,6 +10,7 @@ use deadpool_postgres::Pool;
 use serde::Serialize;
 use tokio_postgres::types::ToSql;
 
+use super::schema::LISTING_LAG_SECS;
 use crate::audit::checkpoint::Checkpoint;
 use crate::audit::error::AuditError;
 use crate::audit::export::{Exporter, Format};
@@ -90,8 +91,8 @@ fn decode_cursor(cursor: &str) -> Result<(String, String, i64), AuditError> {
     let seq = i64::try_from(seq).map_err(|_| AuditError::BadCursor)?;
     let parsed = crate::audit::parse_rfc3339(ts).map_err(|_| AuditError::BadCursor)?;
     if seq < 1
-        || format_ts(parsed) != ts
         || !crate::config::valid_replica_name(replica)
+        || format_ts(parsed) != ts
         || encode_cursor(ts, replica, seq as u64) != cursor
     {
         return Err(AuditError::BadCursor);
@@ -156,9 +157,14 @@ impl PgAudit {
         &self,
         filter: &Filter,
         from: Option<&(String, String, i64)>,
+        before: Option<&String>,
         limit: i64,
     ) -> Result<Vec<Row>, AuditError> {
         let (mut sql, mut params) = conditions(filter);
+        if let Some(before) = before {
+            params.push(Box::new(before.clone()));
+            sql.push(format!("ts < ${}::text::timestamptz", params.len()));
+        }
         if let Some((ts, replica, seq)) = from {
             let n = params.len();
             sql.push(format!(
@@ -199,17 +205,40 @@ impl PgAudit {
             .collect())
     }
 
+    /// The listing watermark: the database's time [`LISTING_LAG_SECS`] ago. Every record
+    /// older than it that will ever be visible is visible now (a batch is inserted within
+    /// [`super::schema::COMMIT_WINDOW_SECS`] of its `ts` or not at all).
+    async fn watermark(&self) -> Result<String, AuditError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT to_char((statement_timestamp() - make_interval(secs => $1::int)) AT TIME ZONE 'UTC',
+                                'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')",
+                &[&LISTING_LAG_SECS],
+            )
+            .await
+            .map_err(|e| db(&e))?;
+        Ok(row.get(0))
+    }
+
     /// One page of matching records of every chain, merged (see the module), starting at
     /// `cursor` (a previous page's `next_cursor`) or at the beginning.
+    ///
+    /// Replicas seal records (and so set `ts`) before they commit them, so a record may
+    /// become visible after a later one of another chain. The listing therefore shows only
+    /// records older than the listing watermark (the database's time
+    /// [`LISTING_LAG_SECS`] ago), behind which no record can appear any more: every record is
+    /// listed exactly once, in order, however the chains are being written, and a reader that
+    /// polls from the last `ts` it saw misses nothing. The price: the newest records show
+    /// here [`LISTING_LAG_SECS`] late (the subject report and exports read at once).
     pub async fn query(&self, filter: &Filter, cursor: Option<&str>) -> Result<Page, AuditError> {
         let from = cursor.map(decode_cursor).transpose()?;
         let limit = filter.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+        let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
+        // The watermark first: the page's snapshot must be younger than it.
+        let watermark = self.watermark().await?;
         let mut rows = self
-            .page(
-                filter,
-                from.as_ref(),
-                i64::try_from(limit + 1).unwrap_or(i64::MAX),
-            )
+            .page(filter, from.as_ref(), Some(&watermark), fetch)
             .await?;
         let next = if rows.len() > limit {
             rows.pop()
@@ -237,7 +266,9 @@ impl PgAudit {
         let mut from: Option<(String, String, i64)> = None;
         let mut n = 0;
         loop {
-            let rows = self.page(filter, from.as_ref(), SCAN_PAGE + 1).await?;
+            let rows = self
+                .page(filter, from.as_ref(), None, SCAN_PAGE + 1)
+                .await?;
             let more = rows.len() as i64 > SCAN_PAGE;
             for (i, row) in rows.into_iter().enumerate() {
                 if more && i as i64 == SCAN_PAGE {
@@ -382,7 +413,9 @@ impl PgAudit {
         while problem.is_none() {
             let rows = client
                 .query(
-                    "SELECT seq, line FROM audit_records WHERE replica = $1 AND seq > $2
+                    "SELECT seq, line, subject, caller, purpose, decision, hash,
+                            to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')
+                     FROM audit_records WHERE replica = $1 AND seq > $2
                      ORDER BY seq LIMIT $3",
                     &[&replica, &after, &SCAN_PAGE],
                 )
@@ -391,11 +424,28 @@ impl PgAudit {
             let done = (rows.len() as i64) < SCAN_PAGE;
             for row in rows {
                 let (seq, line): (i64, Vec<u8>) = (row.get(0), row.get(1));
+                let columns = Columns {
+                    subject: row.get(2),
+                    caller: row.get(3),
+                    purpose: row.get(4),
+                    decision: row.get(5),
+                    hash: row.get(6),
+                    ts: row.get(7),
+                };
                 after = seq;
                 let stored_at = u64::try_from(seq).unwrap_or(0);
                 let outcome = chain.feed(&line, |record| {
-                    (record.seq != stored_at)
-                        .then(|| format!("the row of seq {stored_at} holds record {}", record.seq))
+                    if record.seq != stored_at {
+                        return Some(format!(
+                            "the row of seq {stored_at} holds record {}",
+                            record.seq
+                        ));
+                    }
+                    // Listings, filters and reports read the columns: they must say what
+                    // the record says.
+                    (!columns.agree_with(record)).then(|| {
+                        "the row's index columns (subject, caller, purpose, decision, ts, hash) disagree with its record: it was edited".to_owned()
+                    })
                 });
                 if let Err(broken) = outcome {
                     problem = Some(broken);
@@ -444,6 +494,27 @@ impl PgAudit {
             .await
             .map_err(|e| db(&e))?;
         Ok(row.and_then(|r| r.get(0)))
+    }
+}
+
+/// A row's index columns, which must agree with its stored record.
+struct Columns {
+    subject: Option<String>,
+    caller: Option<String>,
+    purpose: Option<String>,
+    decision: String,
+    hash: String,
+    ts: String,
+}
+
+impl Columns {
+    fn agree_with(&self, r: &AuditRecord) -> bool {
+        self.subject == r.subject
+            && self.caller == r.caller
+            && self.purpose == r.purpose
+            && self.decision == r.decision.as_str()
+            && self.hash == r.hash
+            && crate::audit::parse_rfc3339(&r.ts).is_ok_and(|t| format_ts(t) == self.ts)
     }
 }
 

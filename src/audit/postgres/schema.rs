@@ -34,12 +34,25 @@ pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
     ",
 }];
 
-/// Appends one batch of a chain: `$1` replica, `$2` ts (the batch's), then one array per column.
+/// How late after its `ts` (by the database's clock) a batch may still be inserted. A batch
+/// sealed longer ago, or by a replica whose clock is that far behind the database's, is
+/// refused (its requests get 503): so a record with time `ts` is either visible by
+/// `ts + COMMIT_WINDOW + commit time`, or never.
+pub(crate) const COMMIT_WINDOW_SECS: i32 = 1;
+
+/// How far behind the database's clock `GET /v1/audit` lists: [`COMMIT_WINDOW_SECS`] plus a
+/// second for the commit itself. Past it, no record can appear any more (see
+/// `read::PgAudit::query`).
+pub(crate) const LISTING_LAG_SECS: i32 = 2;
+
+/// Appends one batch of a chain: `$1` replica, `$2` ts (the batch's), then one array per
+/// column, `$10` the commit window in seconds; inserts nothing when the window has passed.
 pub(crate) const INSERT_RECORDS: &str = "
     INSERT INTO audit_records (replica, seq, ts, subject, caller, purpose, decision, line, hash)
     SELECT $1, u.seq, $2::text::timestamptz, u.subject, u.caller, u.purpose, u.decision, u.line, u.hash
     FROM unnest($3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[], $9::text[])
-        AS u(seq, subject, caller, purpose, decision, line, hash)";
+        AS u(seq, subject, caller, purpose, decision, line, hash)
+    WHERE statement_timestamp() < $2::text::timestamptz + make_interval(secs => $10::int)";
 
 /// The chain head of `$1`.
 pub(crate) const HEAD: &str =

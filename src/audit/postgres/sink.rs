@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 use tokio::runtime::Runtime;
 use tokio_postgres::Client;
 
-use super::schema::{COMPONENT, HEAD, INSERT_RECORDS, MIGRATIONS, TRY_LOCK};
+use super::schema::{COMMIT_WINDOW_SECS, COMPONENT, HEAD, INSERT_RECORDS, MIGRATIONS, TRY_LOCK};
 use crate::audit::checkpoint::{Checkpoint, Signer};
 use crate::audit::error::AuditError;
 use crate::audit::metrics::Metrics;
@@ -226,10 +226,22 @@ impl Sink for PgSink {
         let result = self.rt.block_on(client.execute(
             INSERT_RECORDS,
             &[
-                &replica, &ts, &seqs, &subjects, &callers, &purposes, &decisions, &lines, &hashes,
+                &replica,
+                &ts,
+                &seqs,
+                &subjects,
+                &callers,
+                &purposes,
+                &decisions,
+                &lines,
+                &hashes,
+                &COMMIT_WINDOW_SECS,
             ],
         ));
         match result {
+            Ok(inserted) if inserted != n as u64 => Err(AuditError::WriteFailed(format!(
+                "the batch reached the database more than {COMMIT_WINDOW_SECS} s after it was sealed (or this replica's clock is behind the database's): refused, so that listings never miss it"
+            ))),
             Ok(_) => {
                 metrics.fsync(started.elapsed().as_secs_f64());
                 written();
