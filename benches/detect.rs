@@ -1,7 +1,9 @@
 //! Free-text detection throughput with every built-in detector on (a purpose listing all nine
 //! detectors of `policies/base.yaml`), on 16 KB inputs:
 //! - `doc_dense`: a customer-notes JSON document where every string holds e-mails, phones,
-//!   cards, IBANs and IP addresses (parse → apply → serialise);
+//!   cards, IBANs and IP addresses, through the gateway's path (`…/stream`:
+//!   `Purpose::minimise_json`, one pass over the text) and the tree walk beside it (`…/tree`:
+//!   parse → apply → serialise);
 //! - `doc_clean`: the same shape with ordinary text (dates, amounts, SKUs, times) and no PII;
 //! - `text_dense` / `text_clean`: the detectors alone over one 16 KB string
 //!   (`Purpose::redact_str`: find, resolve, rewrite).
@@ -90,7 +92,25 @@ fn bench(c: &mut Criterion) {
     for (label, lines) in [("dense", DENSE), ("clean", CLEAN)] {
         let d = doc(lines, 16_000);
         group.throughput(Throughput::Bytes(d.len() as u64));
-        group.bench_function(format!("doc_{label}_16KB"), |b| {
+        let mut streamed = Vec::new();
+        let outcome = purpose.minimise_json(d.as_bytes(), &mut streamed);
+        let mut tree: Value = serde_json::from_str(&d).unwrap_or_default();
+        assert_eq!(
+            outcome.ok(),
+            Some(purpose.apply(&mut tree)),
+            "stream outcome"
+        );
+        let streamed: Value = serde_json::from_slice(&streamed).unwrap_or_default();
+        assert_eq!(streamed, tree, "the stream and the tree disagree");
+        group.bench_function(format!("doc_{label}_16KB/stream"), |b| {
+            b.iter(|| {
+                // As the pipeline does: a fresh buffer of the input's size.
+                let mut out = Vec::with_capacity(d.len());
+                let outcome = purpose.minimise_json(black_box(d.as_bytes()), &mut out);
+                black_box((outcome, out))
+            })
+        });
+        group.bench_function(format!("doc_{label}_16KB/tree"), |b| {
             b.iter(|| {
                 let mut v: Value = serde_json::from_str(black_box(&d)).unwrap_or_default();
                 let outcome = purpose.apply(&mut v);
