@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::detect::{Engine, Normalized, SpanReport, apply, spans};
+use super::detect::{Engine, Normalized, Scratch, SpanReport, apply, spans};
 
 use super::matcher::PathMatcher;
 use super::path::{FieldPath, Segment};
@@ -55,6 +55,23 @@ pub struct Explanation {
 
 /// Most rounds of detection over one value (see [`Plan::redact_text`]).
 const MAX_ROUNDS: usize = 8;
+
+/// The buffers the text detectors work in, shared by the texts of one document: a round's
+/// scratch and the text of the last two rounds.
+#[derive(Debug, Default)]
+pub(crate) struct TextScratch {
+    round: Scratch,
+    current: String,
+    next: String,
+}
+
+impl TextScratch {
+    /// Calls `hit(redactor name, count)` for each of `plan`'s text detectors that replaced
+    /// something since the counts were last taken.
+    pub(crate) fn take_counts(&mut self, plan: &Plan, hit: &mut dyn FnMut(&str, u64)) {
+        self.round.take_counts(&plan.text, hit);
+    }
+}
 
 /// A span of free text that the text detectors replace.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -220,28 +237,44 @@ impl Plan {
     /// [`MAX_ROUNDS`]), because a replacement can give a neighbour the word boundary it lacked
     /// (`…1111DE89 3704…`: the IBAN glued to a card number stands alone once the card is gone).
     pub(crate) fn redact_text(&self, text: &str, hit: &mut dyn FnMut(&str, u64)) -> Option<String> {
+        let mut scratch = TextScratch::default();
+        let replaced = self.redact_into(text, &mut scratch).is_some();
+        scratch.take_counts(self, hit);
+        replaced.then(|| std::mem::take(&mut scratch.current))
+    }
+
+    /// [`redact_text`](Plan::redact_text) in `scratch`, whose buffers the texts of one document
+    /// share: `Some(new text)`, borrowed from `scratch`, only when something was replaced. The
+    /// replacements are added to `scratch`'s counts, not reported.
+    pub(crate) fn redact_into<'s>(
+        &self,
+        text: &str,
+        scratch: &'s mut TextScratch,
+    ) -> Option<&'s str> {
         if self.engine.is_empty() {
             return None;
         }
-        let mut current: Option<String> = None;
+        let TextScratch {
+            round,
+            current,
+            next,
+        } = scratch;
+        let mut replaced = false;
         for _ in 0..MAX_ROUNDS {
-            let input = current.as_deref().unwrap_or(text);
+            let input: &str = if replaced { current } else { text };
             let norm = Normalized::new(input);
-            let mut cands = Vec::new();
-            let context = self
-                .engine
-                .find(&self.text, norm.as_str(), &mut cands, None);
-            match apply(&self.text, &norm, input, &mut cands, &context, hit, None) {
-                Some(out) => {
-                    current = Some(out.text);
-                    if !out.again {
-                        break;
-                    }
-                }
-                None => break,
+            self.engine.find(&self.text, norm.as_str(), round, None);
+            next.clear();
+            let Some(again) = apply(&self.text, &norm, input, round, next, None) else {
+                break;
+            };
+            std::mem::swap(current, next);
+            replaced = true;
+            if !again {
+                break;
             }
         }
-        current
+        replaced.then_some(current.as_str())
     }
 
     /// The spans of `text` the text detectors replace in their first round, in order, each with
@@ -251,10 +284,10 @@ impl Plan {
             return Vec::new();
         }
         let norm = Normalized::new(text);
-        let mut cands = Vec::new();
+        let mut scratch = Scratch::default();
         self.engine
-            .find(&self.text, norm.as_str(), &mut cands, None);
-        spans(&self.text, &norm, &mut cands)
+            .find(&self.text, norm.as_str(), &mut scratch, None);
+        spans(&self.text, &norm, &mut scratch)
             .into_iter()
             .filter_map(|p| {
                 let r = self.text.get(usize::from(p.member))?;
@@ -279,22 +312,21 @@ impl Plan {
         }
         let mut current: Option<String> = None;
         let mut reports: Vec<SpanReport> = Vec::new();
+        let mut scratch = Scratch::default();
         for round in 0..MAX_ROUNDS {
             let input = current.as_deref().unwrap_or(text);
             let norm = Normalized::new(input);
-            let mut cands = Vec::new();
             let mut rejected = Vec::new();
-            let context =
-                self.engine
-                    .find(&self.text, norm.as_str(), &mut cands, Some(&mut rejected));
+            self.engine
+                .find(&self.text, norm.as_str(), &mut scratch, Some(&mut rejected));
             let before = reports.len();
-            let out = apply(
+            let mut out = String::new();
+            let again = apply(
                 &self.text,
                 &norm,
                 input,
-                &mut cands,
-                &context,
-                hit,
+                &mut scratch,
+                &mut out,
                 Some((&rejected, &mut reports)),
             );
             if round > 0 {
@@ -302,16 +334,13 @@ impl Plan {
                     r.text = format!("after round {round}: {}", r.text);
                 }
             }
-            match out {
-                Some(out) => {
-                    current = Some(out.text);
-                    if !out.again {
-                        break;
-                    }
-                }
-                None => break,
+            let Some(again) = again else { break };
+            current = Some(out);
+            if !again {
+                break;
             }
         }
+        scratch.take_counts(&self.text, hit);
         let out = current;
         (out, reports.into_iter().map(|r| r.text).collect())
     }

@@ -6,7 +6,7 @@ use std::fmt;
 use aws_lc_rs::hmac;
 use regex::{Regex, RegexBuilder};
 
-use super::detect::{Detector, Engine, Normalized, Sink, apply};
+use super::detect::{Detector, Engine, Normalized, Scratch, Sink, apply};
 use super::validate::Validator;
 
 /// Prefix of pseudonyms produced by the `hash` action.
@@ -203,10 +203,14 @@ impl Redactor {
     /// Whether `text` has a (validated) match of this redactor.
     pub fn detects(&self, text: &str) -> bool {
         let norm = Normalized::new(text);
-        let mut cands = Vec::new();
-        self.solo
-            .find(std::slice::from_ref(&self), norm.as_str(), &mut cands, None);
-        !cands.is_empty()
+        let mut scratch = Scratch::default();
+        self.solo.find(
+            std::slice::from_ref(&self),
+            norm.as_str(),
+            &mut scratch,
+            None,
+        );
+        !scratch.cands.is_empty()
     }
 
     /// Adds this pattern's matches in the folded `text` as candidates. A match that fails its
@@ -248,20 +252,12 @@ impl Redactor {
     /// Rewrites every match in `text`. `None` when nothing matched (no allocation).
     pub fn redact_text(&self, text: &str) -> Option<(String, u64)> {
         let norm = Normalized::new(text);
-        let mut cands = Vec::new();
+        let mut scratch = Scratch::default();
         let members = std::slice::from_ref(&self);
-        let context = self.solo.find(members, norm.as_str(), &mut cands, None);
-        let mut count = 0;
-        let out = apply(
-            members,
-            &norm,
-            text,
-            &mut cands,
-            &context,
-            &mut |_, n| count += n,
-            None,
-        )?;
-        Some((out.text, count))
+        self.solo.find(members, norm.as_str(), &mut scratch, None);
+        let mut out = String::new();
+        apply(members, &norm, text, &mut scratch, &mut out, None)?;
+        Some((out, scratch.counts.first().copied().unwrap_or(0)))
     }
 
     /// Redacts a value named by a field rule. Always changes it: matches are rewritten; if

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::redactor::Redactor;
 pub(crate) use normalize::Normalized;
+use resolve::Placement;
 pub(crate) use resolve::{Candidate, Rejection, SpanReport, apply, spans};
 pub(crate) use unicode::{digit_value, fold};
 
@@ -111,6 +112,37 @@ pub(crate) struct Sink<'a> {
     out: &'a mut Vec<Candidate>,
     trace: Option<&'a mut Vec<Rejection>>,
     context: &'a mut Context,
+}
+
+/// The buffers of one round of detection (candidates, context, placement) and the
+/// replacements counted so far, kept between the texts of one document so that, once grown,
+/// a round allocates nothing but its rewritten text.
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    /// The round's candidates ([`Engine::find`]).
+    pub(crate) cands: Vec<Candidate>,
+    /// What the round's scan depended on ([`Engine::find`]).
+    pub(crate) context: Context,
+    placement: Placement,
+    /// Replacements per member (index into the plan's redactors) since they were last taken;
+    /// shorter than the member list until something is replaced.
+    pub(crate) counts: Vec<u64>,
+}
+
+impl Scratch {
+    /// Calls `hit(name, n)` for each member with replacements counted, and resets the counts.
+    pub(crate) fn take_counts<M: Borrow<Redactor>>(
+        &mut self,
+        members: &[M],
+        hit: &mut dyn FnMut(&str, u64),
+    ) {
+        for (n, m) in self.counts.iter_mut().zip(members) {
+            if *n > 0 {
+                hit(m.borrow().name(), *n);
+                *n = 0;
+            }
+        }
+    }
 }
 
 /// What a scan looked at, to tell whether a rewrite can change the next round's outcome.
@@ -243,25 +275,28 @@ impl Engine {
         self.patterns.is_empty() && self.kinds.iter().all(Option::is_none)
     }
 
-    /// Every candidate in the folded `text`, appended to `out`; refused candidates go to
-    /// `trace` when it is given. Returns what the scan depended on (see [`Context`]).
+    /// Every candidate in the folded `text`, into `scratch.cands`, and what the scan depended
+    /// on, into `scratch.context` (both cleared first; see [`Context`]); refused candidates go
+    /// to `trace` when it is given.
     pub(crate) fn find<M: Borrow<Redactor>>(
         &self,
         members: &[M],
         text: &str,
-        out: &mut Vec<Candidate>,
+        scratch: &mut Scratch,
         trace: Option<&mut Vec<Rejection>>,
-    ) -> Context {
-        let mut context = Context::default();
+    ) {
+        scratch.cands.clear();
+        scratch.context.regions.clear();
+        scratch.context.patterns = false;
         let mut sink = Sink {
             kinds: &self.kinds,
-            out,
+            out: &mut scratch.cands,
             trace,
-            context: &mut context,
+            context: &mut scratch.context,
         };
         self.scan_builtins(text.as_bytes(), &mut sink);
         if self.patterns.is_empty() {
-            return context;
+            return;
         }
         let matched = self.set.as_ref().map(|s| s.matches(text));
         for (k, &p) in self.patterns.iter().enumerate() {
@@ -272,7 +307,6 @@ impl Engine {
                 m.borrow().pattern_candidates(text, p, &mut sink);
             }
         }
-        context
     }
 
     fn scan_builtins(&self, b: &[u8], sink: &mut Sink<'_>) {

@@ -16,7 +16,7 @@ use std::borrow::Borrow;
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
 
-use super::Normalized;
+use super::{Normalized, Scratch};
 use crate::redact::redactor::Redactor;
 
 /// A span a detector proposes, as byte offsets of the folded text.
@@ -113,25 +113,30 @@ fn reason<M: Borrow<Redactor>>(members: &[M], won: &Candidate, lost: &Candidate)
     }
 }
 
-/// The placed spans, in text order, and (for reports) which candidate lost to which.
-struct Placement {
+/// The placed spans, in text order, and (for reports) which candidate lost to which; kept
+/// between texts (see [`Scratch`](super::Scratch)) so placing allocates nothing once grown.
+#[derive(Debug, Default)]
+pub(crate) struct Placement {
     pieces: Vec<(usize, Piece)>,
     losses: Vec<(usize, usize)>,
 }
 
-/// Ranks `cands` and places them (see the module documentation). Candidates are first grouped
-/// into clusters of overlapping spans; a lone candidate is placed whole, and only a cluster is
-/// ranked and placed piece by piece. `cands` ends up sorted by position, each cluster by rank.
+/// Ranks `cands` and places them into `placement` (see the module documentation). Candidates
+/// are first grouped into clusters of overlapping spans; a lone candidate is placed whole, and
+/// only a cluster is ranked and placed piece by piece. `cands` ends up sorted by position, each
+/// cluster by rank.
 fn place<M: Borrow<Redactor>>(
     members: &[M],
     fb: &[u8],
     cands: &mut Vec<Candidate>,
     keep_losses: bool,
-) -> Placement {
+    placement: &mut Placement,
+) {
     cands.sort_unstable_by_key(|c| (c.start, c.end, c.member, c.validated));
     cands.dedup();
-    let mut pieces: Vec<(usize, Piece)> = Vec::with_capacity(cands.len());
-    let mut losses: Vec<(usize, usize)> = Vec::new();
+    let Placement { pieces, losses } = placement;
+    pieces.clear();
+    losses.clear();
     let mut i = 0;
     while let Some(first) = cands.get(i) {
         let mut j = i + 1;
@@ -152,12 +157,11 @@ fn place<M: Borrow<Redactor>>(
             ));
         } else if let Some(cluster) = cands.get_mut(i..j) {
             cluster.sort_unstable_by_key(|c| key(members, c));
-            let placed = place_cluster(fb, cluster, i, keep_losses.then_some(&mut losses));
+            let placed = place_cluster(fb, cluster, i, keep_losses.then_some(&mut *losses));
             pieces.extend(placed);
         }
         i = j;
     }
-    Placement { pieces, losses }
 }
 
 /// Places one cluster of overlapping candidates, in rank order; `offset` is the cluster's
@@ -233,14 +237,17 @@ pub(crate) struct Placed {
     pub(crate) member: u16,
 }
 
-/// Resolves `cands` (in folded-text offsets) into the spans that would be replaced, as
+/// Resolves `scratch.cands` (in folded-text offsets) into the spans that would be replaced, as
 /// original byte offsets, in text order.
 pub(crate) fn spans<M: Borrow<Redactor>>(
     members: &[M],
     norm: &Normalized<'_>,
-    cands: &mut Vec<Candidate>,
+    scratch: &mut Scratch,
 ) -> Vec<Placed> {
-    let placement = place(members, norm.as_str().as_bytes(), cands, false);
+    let Scratch {
+        cands, placement, ..
+    } = scratch;
+    place(members, norm.as_str().as_bytes(), cands, false, placement);
     placement
         .pieces
         .iter()
@@ -253,14 +260,6 @@ pub(crate) fn spans<M: Borrow<Redactor>>(
             }
         })
         .collect()
-}
-
-/// A rewritten text.
-pub(crate) struct Rewrite {
-    pub(crate) text: String,
-    /// Whether another round over `text` could find something new: a custom pattern replaced
-    /// something, or a context region touches a replaced span without being replaced whole.
-    pub(crate) again: bool,
 }
 
 /// Whether some region near a piece is not covered whole by pieces (`pieces` sorted by start).
@@ -286,36 +285,45 @@ fn unsettled(pieces: &[(usize, Piece)], regions: &[(usize, usize)]) -> bool {
     })
 }
 
-/// Resolves `cands` (in folded-text offsets) and rewrites `original`. Calls `hit(name, n)` once
-/// per redactor that replaced something. `Some(rewrite)` only if something was replaced.
-/// With `report`, also describes every replaced span and the candidates that lost there.
+/// Resolves the candidates of the round in `scratch` (in folded-text offsets) and appends
+/// `original` rewritten to `out`, adding each redactor's replacements to `scratch.counts`
+/// (indexed like `members`). `None` (and nothing appended) if there is nothing to replace;
+/// else whether another round over the rewritten text could find something new: a custom
+/// pattern replaced something, or a context region touches a replaced span without being
+/// replaced whole. With `report`, also describes every replaced span and the candidates that
+/// lost there.
 pub(crate) fn apply<M: Borrow<Redactor>>(
     members: &[M],
     norm: &Normalized<'_>,
     original: &str,
-    cands: &mut Vec<Candidate>,
-    context: &super::Context,
-    hit: &mut dyn FnMut(&str, u64),
+    scratch: &mut Scratch,
+    out: &mut String,
     report: Option<(&[Rejection], &mut Vec<SpanReport>)>,
-) -> Option<Rewrite> {
+) -> Option<bool> {
+    let Scratch {
+        cands,
+        context,
+        placement,
+        counts,
+    } = scratch;
     if cands.is_empty() {
         return None;
     }
     let folded = norm.as_str();
-    let Placement { pieces, losses } = place(members, folded.as_bytes(), cands, report.is_some());
-    // Counts per member: on the stack for the usual handful of detectors.
-    let mut small = [0u64; 16];
-    let mut large = Vec::new();
-    let counts: &mut [u64] = if members.len() <= small.len() {
-        small.get_mut(..members.len()).unwrap_or_default()
-    } else {
-        large.resize(members.len(), 0);
-        &mut large
-    };
-    let mut out = String::with_capacity(original.len() + 16);
+    place(
+        members,
+        folded.as_bytes(),
+        cands,
+        report.is_some(),
+        placement,
+    );
+    if counts.len() < members.len() {
+        counts.resize(members.len(), 0);
+    }
+    out.reserve(original.len() + 16);
     let mut last = 0;
     let mut placed = Vec::new();
-    for &(start, ref p) in &pieces {
+    for &(start, ref p) in &placement.pieces {
         let (os, oe) = norm.original(start, p.end);
         let Some(member) = members.get(usize::from(p.member)).map(Borrow::borrow) else {
             continue;
@@ -330,7 +338,7 @@ pub(crate) fn apply<M: Borrow<Redactor>>(
             start,
             p.end,
             p.whole,
-            &mut out,
+            out,
         );
         last = oe;
         if let Some(n) = counts.get_mut(usize::from(p.member)) {
@@ -341,20 +349,19 @@ pub(crate) fn apply<M: Borrow<Redactor>>(
         }
     }
     out.push_str(original.get(last..).unwrap_or_default());
-    for (i, n) in counts.iter().enumerate() {
-        if *n > 0
-            && let Some(m) = members.get(i)
-        {
-            hit(m.borrow().name(), *n);
-        }
-    }
     if let Some((rejections, reports)) = report {
         describe(
-            members, cands, &losses, rejections, original, norm, &placed, reports,
+            members,
+            cands,
+            &placement.losses,
+            rejections,
+            original,
+            norm,
+            &placed,
+            reports,
         );
     }
-    let again = context.patterns || unsettled(&pieces, &context.regions);
-    Some(Rewrite { text: out, again })
+    Some(context.patterns || unsettled(&placement.pieces, &context.regions))
 }
 
 #[allow(clippy::too_many_arguments)]

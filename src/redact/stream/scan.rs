@@ -31,6 +31,8 @@ pub(crate) struct Str<'a> {
     pub(crate) raw: &'a [u8],
     /// Whether `raw` holds a backslash escape.
     pub(crate) escaped: bool,
+    /// `raw` as text, when the scan already checked its UTF-8 (it does for non-ASCII bytes).
+    checked: Option<&'a str>,
 }
 
 impl<'a> Str<'a> {
@@ -40,6 +42,8 @@ impl<'a> Str<'a> {
             let mut s = String::with_capacity(self.raw.len());
             unescape(self.raw, &mut s)?;
             Ok(Cow::Owned(s))
+        } else if let Some(text) = self.checked {
+            Ok(Cow::Borrowed(text))
         } else {
             std::str::from_utf8(self.raw)
                 .map(Cow::Borrowed)
@@ -167,10 +171,16 @@ impl<'a> Scanner<'a> {
         }
         let raw = self.slice(start, self.pos);
         self.pos += 1;
-        if !ascii && std::str::from_utf8(raw).is_err() {
-            return Err(StreamError::Syntax);
-        }
-        Ok(Str { raw, escaped })
+        let checked = if ascii {
+            None
+        } else {
+            Some(std::str::from_utf8(raw).map_err(|_| StreamError::Syntax)?)
+        };
+        Ok(Str {
+            raw,
+            escaped,
+            checked,
+        })
     }
 
     /// Passes over plain string bytes, eight at a time while none of them needs a look.
@@ -449,18 +459,31 @@ impl Key {
     }
 }
 
-/// Whether any byte of `w` is `"`, `\\`, a control character or not ASCII (the usual
-/// zero-byte test: `(v - 0x01…) & !v` has a high bit set exactly where a byte of `v` is zero,
-/// below its first zero byte at least, which is all an "any" test needs).
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// The bytes of `w` that are `"`, `\\` or a control character, marked by their high bit (the
+/// usual zero-byte test: `(v - 0x01…) & !v` has a high bit set exactly where a byte of `v` is
+/// zero, below its first zero byte at least, which is all an "any" test needs).
 #[inline]
-fn needs_look(w: u64) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
+fn escapes(w: u64) -> u64 {
     let zero = |v: u64| v.wrapping_sub(ONES) & !v;
     let quote = zero(w ^ (ONES * u64::from(b'"')));
     let backslash = zero(w ^ (ONES * u64::from(b'\\')));
     let control = w.wrapping_sub(ONES * 0x20) & !w;
-    (quote | backslash | control | w) & HIGH != 0
+    (quote | backslash | control) & HIGH
+}
+
+/// Whether any byte of `w` is `"`, `\\`, a control character or not ASCII.
+#[inline]
+fn needs_look(w: u64) -> bool {
+    escapes(w) | (w & HIGH) != 0
+}
+
+/// Whether any byte of `w` is `"`, `\\` or a control character: a byte JSON text must escape.
+#[inline]
+pub(crate) fn needs_escape(w: u64) -> bool {
+    escapes(w) != 0
 }
 
 /// The depth inside a container opened at `depth`, or the nesting error.
@@ -540,6 +563,12 @@ mod tests {
         fn the_word_test_agrees_with_the_byte_table(word in any::<[u8; 8]>()) {
             let slow = word.iter().any(|&b| !PLAIN[usize::from(b)]);
             prop_assert_eq!(needs_look(u64::from_le_bytes(word)), slow);
+        }
+
+        #[test]
+        fn the_escape_test_agrees_with_the_bytes(word in prop::array::uniform8(prop_oneof![any::<u8>(), Just(b'"'), Just(b'\\'), Just(0x1f), Just(0x20), Just(0x00), Just(0x80), Just(0xff)])) {
+            let slow = word.iter().any(|&b| b == b'"' || b == b'\\' || b < 0x20);
+            prop_assert_eq!(needs_escape(u64::from_le_bytes(word)), slow);
         }
 
         #[test]

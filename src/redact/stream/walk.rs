@@ -8,10 +8,10 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::super::plan::{FilterKind, Outcome, Plan};
+use super::super::plan::{FilterKind, Outcome, Plan, TextScratch};
 use super::StreamError;
 use super::automaton::{DEAD, Dfa, StateId};
-use super::scan::{Scanner, Str, nest};
+use super::scan::{Scanner, Str, needs_escape, nest};
 
 #[derive(Debug, Clone, Copy)]
 enum Filter {
@@ -41,6 +41,8 @@ pub(crate) struct Walk<'p, 'a, 'o> {
     redactions: BTreeMap<String, u64>,
     /// Whether any text detector is configured (else kept strings are copied untouched).
     detect: bool,
+    /// The text detectors' buffers and counts, shared by every string of the document.
+    scratch: TextScratch,
 }
 
 fn is_container(b: u8) -> bool {
@@ -65,6 +67,7 @@ impl<'p, 'a, 'o> Walk<'p, 'a, 'o> {
             removed: BTreeSet::new(),
             redactions: BTreeMap::new(),
             detect: !plan.text.is_empty(),
+            scratch: TextScratch::default(),
         }
     }
 
@@ -87,6 +90,9 @@ impl<'p, 'a, 'o> Walk<'p, 'a, 'o> {
             self.value(f, r, 0)?;
         }
         self.sc.end()?;
+        let counts = &mut self.redactions;
+        self.scratch
+            .take_counts(self.plan, &mut |name, n| count(counts, name, n));
         Ok(Outcome {
             fields_removed: self.removed.into_iter().collect(),
             redactions: self.redactions,
@@ -297,11 +303,16 @@ impl<'p, 'a, 'o> Walk<'p, 'a, 'o> {
         }
     }
 
-    /// Runs the text detectors; `Some(new text)` only when something was replaced.
-    fn detect(&mut self, text: &str) -> Option<String> {
-        let plan = self.plan;
-        let counts = &mut self.redactions;
-        plan.redact_text(text, &mut |name, n| count(counts, name, n))
+    /// Runs the text detectors over `text` and writes it as a JSON string if they replaced
+    /// something; `false` (nothing written) otherwise.
+    fn detect(&mut self, text: &str) -> bool {
+        match self.plan.redact_into(text, &mut self.scratch) {
+            Some(out) => {
+                write_str(self.out, out);
+                true
+            }
+            None => false,
+        }
     }
 
     fn string(&mut self, s: Str<'a>, r: Rules) -> Result<(), StreamError> {
@@ -310,12 +321,8 @@ impl<'p, 'a, 'o> Walk<'p, 'a, 'o> {
             self.field_redact(&text, rule);
             return Ok(());
         }
-        if self.detect {
-            let text = s.text()?;
-            if let Some(out) = self.detect(&text) {
-                write_str(self.out, &out);
-                return Ok(());
-            }
+        if self.detect && self.detect(&s.text()?) {
+            return Ok(());
         }
         self.out.push(b'"');
         self.out.extend_from_slice(s.raw);
@@ -329,10 +336,7 @@ impl<'p, 'a, 'o> Walk<'p, 'a, 'o> {
             self.field_redact(text, rule);
             return Ok(());
         }
-        if self.detect
-            && let Some(out) = self.detect(text)
-        {
-            write_str(self.out, &out);
+        if self.detect && self.detect(text) {
             return Ok(());
         }
         self.out.extend_from_slice(raw);
@@ -354,7 +358,18 @@ pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        // Eight bytes at a time while none of them needs escaping.
+        if let Some(word) = bytes
+            .get(i..i + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            && !needs_escape(u64::from_le_bytes(word))
+        {
+            i += 8;
+            continue;
+        }
+        i += 1;
         let esc: &[u8] = match b {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -366,7 +381,7 @@ pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
             0x00..=0x1f => &[],
             _ => continue,
         };
-        out.extend_from_slice(bytes.get(start..i).unwrap_or_default());
+        out.extend_from_slice(bytes.get(start..i - 1).unwrap_or_default());
         if esc.is_empty() {
             out.extend_from_slice(b"\\u00");
             out.push(HEX[usize::from(b >> 4)]);
@@ -374,7 +389,7 @@ pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
         } else {
             out.extend_from_slice(esc);
         }
-        start = i + 1;
+        start = i;
     }
     out.extend_from_slice(bytes.get(start..).unwrap_or_default());
     out.push(b'"');
