@@ -324,21 +324,22 @@ pub(crate) fn iban(chars: &[u8]) -> bool {
     if at != bban.len() {
         return false;
     }
-    let mut rem: u32 = 0;
+    // The number read digit by digit (letters as two), reduced mod 97 only when it could
+    // overflow: below 10^15, appending two digits stays far within u64.
+    let mut rem: u64 = 0;
     for &b in bban.iter().chain(head) {
         let v = match b {
-            b'0'..=b'9' => u32::from(b - b'0'),
-            b'A'..=b'Z' => u32::from(b - b'A') + 10,
-            b'a'..=b'z' => u32::from(b - b'a') + 10,
+            b'0'..=b'9' => u64::from(b - b'0'),
+            b'A'..=b'Z' => u64::from(b - b'A') + 10,
+            b'a'..=b'z' => u64::from(b - b'a') + 10,
             _ => return false,
         };
-        rem = if v >= 10 {
-            (rem * 100 + v) % 97
-        } else {
-            (rem * 10 + v) % 97
-        };
+        if rem >= 1_000_000_000_000_000 {
+            rem %= 97;
+        }
+        rem = if v >= 10 { rem * 100 + v } else { rem * 10 + v };
     }
-    rem == 1
+    rem % 97 == 1
 }
 
 #[cfg(test)]

@@ -40,8 +40,26 @@ pub(super) fn at(b: &[u8], p: usize, sink: &mut Sink<'_>) {
     }
 }
 
+/// RFC 5322 `atext` (and the dot of a dot-atom), as a table: the left scan asks per byte.
+static ATEXT: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric();
+        b += 1;
+    }
+    let specials = b"!#$%&'*+-/=?^_`{|}~.";
+    let mut i = 0;
+    while i < specials.len() {
+        t[specials[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
 fn is_atext(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.".contains(&c)
+    ATEXT[usize::from(c)]
 }
 
 /// The non-ASCII character that ends just before `end`, with its start.

@@ -303,12 +303,17 @@ fn glued_to_letter(c: &Chain<'_>) -> bool {
 
 /// Whether groups `s..s + 3` read as a date (`01.03.2024`, `2024-03-01`, `3/1/2024`).
 fn is_date(c: &Chain<'_>, s: usize) -> bool {
-    if s + 3 > c.len || c.gap(s) != c.gap(s + 1) || !matches!(c.gap(s), b"." | b"/" | b"-") {
+    if s + 3 > c.len {
         return false;
     }
     let (a, b, y) = (c.digits(s), c.digits(s + 1), c.digits(s + 2));
-    let (va, vb) = (value(a), value(b));
     let small = |d: &[u8]| (1..=2).contains(&d.len());
+    // The group widths first: they rule out most chains more cheaply than the gaps.
+    let shaped = small(b) && ((small(a) && y.len() == 4) || (a.len() == 4 && small(y)));
+    if !shaped || c.gap(s) != c.gap(s + 1) || !matches!(c.gap(s), b"." | b"/" | b"-") {
+        return false;
+    }
+    let (va, vb) = (value(a), value(b));
     let day_month = (1..=31).contains(&va) && (1..=12).contains(&vb);
     let month_day = (1..=12).contains(&va) && (1..=31).contains(&vb);
     if small(a) && small(b) && y.len() == 4 {
