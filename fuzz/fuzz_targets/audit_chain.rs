@@ -176,7 +176,7 @@ fuzz_target!(|input: Input| {
     let mut prev = GENESIS_PREV.to_owned();
     let mut genuine = Vec::new();
     for (i, f) in records.into_iter().take(8).enumerate() {
-        let r = AuditRecord::seal(entry(f), i as u64 + 1, ts.clone(), prev);
+        let r = AuditRecord::seal(entry(f), i as u64 + 1, ts.clone(), prev, None);
         prev = r.hash.clone();
         genuine.push(r);
     }
@@ -205,6 +205,7 @@ fuzz_target!(|input: Input| {
             sig: String::new(),
             key_id: String::new(),
             alg: "ES256".into(),
+            replica: None,
         }
     });
 
