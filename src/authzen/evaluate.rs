@@ -26,7 +26,7 @@ pub(crate) struct Checked {
 /// declare and some loaded policy defines, the resource a data subject. `header_gpc` is the
 /// request's `Sec-GPC: 1`; `context.gpc: true` counts as well (either signal opts out).
 pub(crate) fn check(
-    e: &Evaluation,
+    e: Evaluation<'_>,
     caller: &Caller,
     header_gpc: bool,
     policies: &PolicySet,
@@ -34,7 +34,6 @@ pub(crate) fn check(
     let bad = |m: &str| GatewayError::BadRequest(m.to_owned());
     let subject = e
         .subject
-        .as_ref()
         .ok_or_else(|| bad("the evaluation has no 'subject' (the calling service)"))?;
     if subject.kind != "service" {
         return Err(bad(
@@ -46,7 +45,7 @@ pub(crate) fn check(
             "subject.id must be the caller's own name (the token's sub): a service asks only for itself".into(),
         ));
     }
-    let action = e.action.as_ref().ok_or_else(|| {
+    let action = e.action.ok_or_else(|| {
         GatewayError::MissingPurpose(
             "the evaluation has no 'action'; name the purpose in action.name".into(),
         )
@@ -69,7 +68,6 @@ pub(crate) fn check(
     }
     let resource = e
         .resource
-        .as_ref()
         .ok_or_else(|| bad("the evaluation has no 'resource' (the data subject)"))?;
     if resource.kind != "data_subject" {
         return Err(bad(
@@ -79,7 +77,7 @@ pub(crate) fn check(
     crate::consent::validate_subject(&resource.id).map_err(|e| {
         GatewayError::BadRequest(format!("resource.id is not a valid subject id: {e}"))
     })?;
-    let context_gpc = match e.context.as_ref().and_then(|c| c.get("gpc")) {
+    let context_gpc = match e.context.and_then(|c| c.get("gpc")) {
         None => false,
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(bad("context.gpc must be true or false")),
@@ -134,18 +132,16 @@ fn entry(shared: &Shared<'_>, subject: Option<String>, purpose: Option<String>) 
 /// An evaluation refused before a decision: `decision: false` with the error in `context`.
 pub(crate) fn refused(
     shared: &Shared<'_>,
-    e: &Evaluation,
+    e: Evaluation<'_>,
     err: &GatewayError,
     answers: &mut Answers,
 ) -> Evaluated {
     let subject = e
         .resource
-        .as_ref()
         .map(|r| r.id.clone())
         .filter(|id| crate::consent::validate_subject(id).is_ok());
     let purpose = e
         .action
-        .as_ref()
         .map(|a| a.name.clone())
         .filter(|p| crate::consent::validate_purpose(p).is_ok());
     denied(entry(shared, subject, purpose), err, answers)

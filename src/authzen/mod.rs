@@ -95,17 +95,24 @@ pub(crate) async fn handle(
             return finish(state, vec![record], error(&err, request_id), request_id).await;
         }
     };
-    let parsed = if path == EVALUATION {
-        request::parse::<Tuple>(&body)
-            .and_then(Tuple::into_single)
-            .map(|e| Parsed {
+    // The parsed body stays alive for the whole request: the evaluations borrow from it.
+    let decoded = if path == EVALUATION {
+        request::parse::<Tuple>(&body).map(Decoded::Single)
+    } else {
+        request::parse::<Batch>(&body).map(Decoded::Batch)
+    };
+    drop(body);
+    let parsed = decoded
+        .as_ref()
+        .map_err(Clone::clone)
+        .and_then(|b| match b {
+            Decoded::Single(t) => t.single().map(|e| Parsed {
                 evaluations: vec![e],
                 semantic: Semantic::ExecuteAll,
                 single: true,
-            })
-    } else {
-        request::parse::<Batch>(&body).and_then(Batch::into_evaluations)
-    };
+            }),
+            Decoded::Batch(b) => b.evaluations(),
+        });
     let Parsed {
         evaluations,
         semantic,
@@ -119,7 +126,7 @@ pub(crate) async fn handle(
     };
     let checked: Vec<Result<evaluate::Checked, GatewayError>> = evaluations
         .iter()
-        .map(|e| evaluate::check(e, &caller, header_gpc, &policies))
+        .map(|e| evaluate::check(*e, &caller, header_gpc, &policies))
         .collect();
     // One store call per purpose for all the subjects that passed the checks.
     let mut by_purpose: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
@@ -172,11 +179,11 @@ pub(crate) async fn handle(
                 done
             }
             (Err(err), _) => {
-                let done = evaluate::refused(&shared, e, &err, &mut answers);
+                let done = evaluate::refused(&shared, *e, &err, &mut answers);
                 single_error.get_or_insert(err);
                 done
             }
-            (Ok(_), None) => evaluate::refused(&shared, e, &GatewayError::Internal, &mut answers),
+            (Ok(_), None) => evaluate::refused(&shared, *e, &GatewayError::Internal, &mut answers),
         };
         let Evaluated { decision, entry } = outcome;
         records.push(entry);
@@ -201,6 +208,12 @@ pub(crate) async fn handle(
     }
     let resp = json_response(StatusCode::OK, answers.finish());
     finish(state, records, resp, request_id).await
+}
+
+/// A parsed request body: one evaluation's tuple or a batch.
+enum Decoded {
+    Single(Tuple),
+    Batch(Batch),
 }
 
 /// Writes the request's records in one group commit, then releases `resp`; if they cannot be
