@@ -2,9 +2,10 @@
 //! per-subject decision the proxy makes ([`crate::pipeline::decide::subject`]), from the same
 //! store lookup and the same policies.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use time::OffsetDateTime;
 
+use super::answer::{Answers, Decided, RulesCache};
 use super::request::Evaluation;
 use crate::audit::{AuditEntry, Decision};
 use crate::auth::Caller;
@@ -25,7 +26,7 @@ pub(crate) struct Checked {
 /// declare and some loaded policy defines, the resource a data subject. `header_gpc` is the
 /// request's `Sec-GPC: 1`; `context.gpc: true` counts as well (either signal opts out).
 pub(crate) fn check(
-    e: &Evaluation,
+    e: Evaluation<'_>,
     caller: &Caller,
     header_gpc: bool,
     policies: &PolicySet,
@@ -33,7 +34,6 @@ pub(crate) fn check(
     let bad = |m: &str| GatewayError::BadRequest(m.to_owned());
     let subject = e
         .subject
-        .as_ref()
         .ok_or_else(|| bad("the evaluation has no 'subject' (the calling service)"))?;
     if subject.kind != "service" {
         return Err(bad(
@@ -45,7 +45,7 @@ pub(crate) fn check(
             "subject.id must be the caller's own name (the token's sub): a service asks only for itself".into(),
         ));
     }
-    let action = e.action.as_ref().ok_or_else(|| {
+    let action = e.action.ok_or_else(|| {
         GatewayError::MissingPurpose(
             "the evaluation has no 'action'; name the purpose in action.name".into(),
         )
@@ -68,7 +68,6 @@ pub(crate) fn check(
     }
     let resource = e
         .resource
-        .as_ref()
         .ok_or_else(|| bad("the evaluation has no 'resource' (the data subject)"))?;
     if resource.kind != "data_subject" {
         return Err(bad(
@@ -78,7 +77,7 @@ pub(crate) fn check(
     crate::consent::validate_subject(&resource.id).map_err(|e| {
         GatewayError::BadRequest(format!("resource.id is not a valid subject id: {e}"))
     })?;
-    let context_gpc = match e.context.as_ref().and_then(|c| c.get("gpc")) {
+    let context_gpc = match e.context.and_then(|c| c.get("gpc")) {
         None => false,
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(bad("context.gpc must be true or false")),
@@ -90,9 +89,9 @@ pub(crate) fn check(
     })
 }
 
-/// The result of one evaluation: the AuthZEN response object, its boolean and its record.
+/// The result of one evaluation (its answer went to the request's [`Answers`]): its boolean
+/// and its record.
 pub(crate) struct Evaluated {
-    pub(crate) response: Value,
     pub(crate) decision: bool,
     pub(crate) entry: AuditEntry,
 }
@@ -131,32 +130,28 @@ fn entry(shared: &Shared<'_>, subject: Option<String>, purpose: Option<String>) 
 }
 
 /// An evaluation refused before a decision: `decision: false` with the error in `context`.
-pub(crate) fn refused(shared: &Shared<'_>, e: &Evaluation, err: &GatewayError) -> Evaluated {
+pub(crate) fn refused(
+    shared: &Shared<'_>,
+    e: Evaluation<'_>,
+    err: &GatewayError,
+    answers: &mut Answers,
+) -> Evaluated {
     let subject = e
         .resource
-        .as_ref()
         .map(|r| r.id.clone())
         .filter(|id| crate::consent::validate_subject(id).is_ok());
     let purpose = e
         .action
-        .as_ref()
         .map(|a| a.name.clone())
         .filter(|p| crate::consent::validate_purpose(p).is_ok());
-    denied(entry(shared, subject, purpose), err)
+    denied(entry(shared, subject, purpose), err, answers)
 }
 
 /// A refused evaluation: `decision: false` with the error in `context`, recorded with its code.
-fn denied(mut record: AuditEntry, err: &GatewayError) -> Evaluated {
+fn denied(mut record: AuditEntry, err: &GatewayError, answers: &mut Answers) -> Evaluated {
     record.reason = err.code().to_owned();
+    answers.refused(err);
     Evaluated {
-        response: json!({
-            "decision": false,
-            "context": {"error": {
-                "status": err.status().as_u16(),
-                "code": err.code(),
-                "message": err.to_string(),
-            }},
-        }),
         decision: false,
         entry: record,
     }
@@ -167,8 +162,10 @@ fn denied(mut record: AuditEntry, err: &GatewayError) -> Evaluated {
 /// endpoint answers with.
 pub(crate) fn decide(
     shared: &Shared<'_>,
-    c: &Checked,
-    lookup: &Lookup,
+    c: Checked,
+    lookup: Lookup,
+    answers: &mut Answers,
+    rules: &mut RulesCache,
 ) -> (Evaluated, Option<GatewayError>) {
     let question = Question {
         policies: shared.policies,
@@ -178,7 +175,7 @@ pub(crate) fn decide(
         gpc: c.gpc,
         now: shared.now,
     };
-    let answer = match decide::subject(&question, lookup.region.clone(), lookup.consent.as_ref()) {
+    let answer = match decide::subject(&question, lookup.region, lookup.consent.as_ref()) {
         Ok(a) => a,
         Err(why) => {
             if let Unanswered::NoPolicy(region) = &why {
@@ -186,13 +183,30 @@ pub(crate) fn decide(
             }
             let err = why.to_error(&c.purpose);
             let region = why.region().map(str::to_owned);
-            return (refused_after_lookup(shared, c, region, &err), Some(err));
+            return (
+                refused_after_lookup(shared, c, region, &err, answers),
+                Some(err),
+            );
         }
     };
     let verdict = answer.decision.verdict;
-    let mut record = entry(shared, Some(c.subject.clone()), Some(c.purpose.clone()));
-    record.region = Some(answer.region.clone());
-    record.policy = Some(answer.policy.label());
+    // Report mode decides and records "would deny" but does not enforce it, exactly as the
+    // proxy releases the (minimised) data.
+    let decision = verdict != Verdict::Deny;
+    let rules = rules.get(&answer.policy, &answer.purpose);
+    answers.decided(
+        rules,
+        &Decided {
+            decision,
+            reason: answer.decision.reason,
+            verdict: verdict.as_str(),
+            region: &answer.region,
+            consent: answer.consent,
+        },
+    );
+    let mut record = entry(shared, Some(c.subject), Some(c.purpose));
+    record.region = Some(answer.region);
+    record.policy = Some(rules.label.clone());
     record.consent = crate::pipeline::consent_used(Some(answer.consent));
     record.reason = answer.decision.reason.to_owned();
     record.decision = match verdict {
@@ -200,43 +214,25 @@ pub(crate) fn decide(
         Verdict::Deny => Decision::Deny,
         Verdict::ReportDeny => Decision::ReportDeny,
     };
-    // Report mode decides and records "would deny" but does not enforce it, exactly as the
-    // proxy releases the (minimised) data.
-    let decision = verdict != Verdict::Deny;
-    let mut fields = serde_json::to_value(&answer.purpose.fields).unwrap_or(Value::Null);
-    if let Value::Object(map) = &mut fields {
-        map.insert(
-            "redact".to_owned(),
-            serde_json::to_value(&answer.purpose.redact).unwrap_or(Value::Null),
-        );
-    }
-    let evaluated = Evaluated {
-        response: json!({
-            "decision": decision,
-            "context": {
-                "reason": answer.decision.reason,
-                "verdict": verdict.as_str(),
-                "region": answer.region,
-                "policy": answer.policy.label(),
-                "consent": answer.consent,
-                "fields": fields,
-            },
-        }),
-        decision,
-        entry: record,
-    };
-    (evaluated, None)
+    (
+        Evaluated {
+            decision,
+            entry: record,
+        },
+        None,
+    )
 }
 
 /// A refusal that happened after the checks (the region lacks the purpose, no policy):
 /// recorded with what was resolved.
 fn refused_after_lookup(
     shared: &Shared<'_>,
-    c: &Checked,
+    c: Checked,
     region: Option<String>,
     err: &GatewayError,
+    answers: &mut Answers,
 ) -> Evaluated {
-    let mut record = entry(shared, Some(c.subject.clone()), Some(c.purpose.clone()));
+    let mut record = entry(shared, Some(c.subject), Some(c.purpose));
     record.region = region;
-    denied(record, err)
+    denied(record, err, answers)
 }

@@ -15,6 +15,7 @@
 //! Every decided or refused evaluation gets one audit record (route `authzen`, method `POST`),
 //! all of a request's records in one group commit before the answer is released.
 
+mod answer;
 mod evaluate;
 mod request;
 
@@ -23,7 +24,7 @@ use std::collections::BTreeMap;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use serde_json::{Value, json};
+use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::audit::{AuditEntry, Decision};
@@ -31,6 +32,7 @@ use crate::error::GatewayError;
 use crate::http::{Body, full};
 use crate::server::ConnInfo;
 use crate::state::State;
+use answer::{Answers, RulesCache};
 use evaluate::{Evaluated, Shared};
 use request::{Batch, Parsed, Semantic, Tuple};
 
@@ -93,17 +95,24 @@ pub(crate) async fn handle(
             return finish(state, vec![record], error(&err, request_id), request_id).await;
         }
     };
-    let parsed = if path == EVALUATION {
-        request::parse::<Tuple>(&body)
-            .and_then(Tuple::into_single)
-            .map(|e| Parsed {
+    // The parsed body stays alive for the whole request: the evaluations borrow from it.
+    let decoded = if path == EVALUATION {
+        request::parse::<Tuple>(&body).map(Decoded::Single)
+    } else {
+        request::parse::<Batch>(&body).map(Decoded::Batch)
+    };
+    drop(body);
+    let parsed = decoded
+        .as_ref()
+        .map_err(Clone::clone)
+        .and_then(|b| match b {
+            Decoded::Single(t) => t.single().map(|e| Parsed {
                 evaluations: vec![e],
                 semantic: Semantic::ExecuteAll,
                 single: true,
-            })
-    } else {
-        request::parse::<Batch>(&body).and_then(Batch::into_evaluations)
-    };
+            }),
+            Decoded::Batch(b) => b.evaluations(),
+        });
     let Parsed {
         evaluations,
         semantic,
@@ -117,7 +126,7 @@ pub(crate) async fn handle(
     };
     let checked: Vec<Result<evaluate::Checked, GatewayError>> = evaluations
         .iter()
-        .map(|e| evaluate::check(e, &caller, header_gpc, &policies))
+        .map(|e| evaluate::check(*e, &caller, header_gpc, &policies))
         .collect();
     // One store call per purpose for all the subjects that passed the checks.
     let mut by_purpose: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
@@ -156,26 +165,28 @@ pub(crate) async fn handle(
         now: OffsetDateTime::now_utc(),
         status: 200,
     };
-    let mut results: Vec<Evaluated> = Vec::with_capacity(evaluations.len());
+    let mut answers = Answers::new(single, evaluations.len());
+    let mut rules = RulesCache::default();
+    let mut records: Vec<AuditEntry> = Vec::with_capacity(evaluations.len());
     let mut single_error = None;
-    for ((e, c), lookup) in evaluations.iter().zip(&checked).zip(&lookups) {
+    for ((e, c), lookup) in evaluations.iter().zip(checked).zip(lookups) {
         let outcome = match (c, lookup) {
             (Ok(c), Some(l)) => {
-                let (done, err) = evaluate::decide(&shared, c, l);
+                let (done, err) = evaluate::decide(&shared, c, l, &mut answers, &mut rules);
                 if let Some(err) = err {
                     single_error.get_or_insert(err);
                 }
                 done
             }
             (Err(err), _) => {
-                let done = evaluate::refused(&shared, e, err);
-                single_error.get_or_insert(err.clone());
+                let done = evaluate::refused(&shared, *e, &err, &mut answers);
+                single_error.get_or_insert(err);
                 done
             }
-            (Ok(_), None) => evaluate::refused(&shared, e, &GatewayError::Internal),
+            (Ok(_), None) => evaluate::refused(&shared, *e, &GatewayError::Internal, &mut answers),
         };
-        let decision = outcome.decision;
-        results.push(outcome);
+        let Evaluated { decision, entry } = outcome;
+        records.push(entry);
         match semantic {
             Semantic::DenyOnFirstDeny if !decision => break,
             Semantic::PermitOnFirstPermit if decision => break,
@@ -186,24 +197,23 @@ pub(crate) async fn handle(
         let status = single_error
             .as_ref()
             .map_or(StatusCode::OK, GatewayError::status);
-        let mut records: Vec<AuditEntry> = Vec::with_capacity(1);
-        let mut response = Value::Null;
-        for r in results {
-            let mut entry = r.entry;
+        for entry in &mut records {
             entry.status = status.as_u16();
-            records.push(entry);
-            response = r.response;
         }
         let resp = match &single_error {
             Some(err) => error(err, request_id),
-            None => json_response(StatusCode::OK, &response),
+            None => json_response(StatusCode::OK, answers.finish()),
         };
         return finish(state, records, resp, request_id).await;
     }
-    let (responses, records): (Vec<Value>, Vec<AuditEntry>) =
-        results.into_iter().map(|r| (r.response, r.entry)).unzip();
-    let resp = json_response(StatusCode::OK, &json!({ "evaluations": responses }));
+    let resp = json_response(StatusCode::OK, answers.finish());
     finish(state, records, resp, request_id).await
+}
+
+/// A parsed request body: one evaluation's tuple or a batch.
+enum Decoded {
+    Single(Tuple),
+    Batch(Batch),
 }
 
 /// Writes the request's records in one group commit, then releases `resp`; if they cannot be
@@ -255,8 +265,8 @@ fn unattributed(
     }
 }
 
-fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
-    let mut resp = Response::new(full(serde_json::to_vec(value).unwrap_or_default()));
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response<Body> {
+    let mut resp = Response::new(full(body));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -290,12 +300,13 @@ fn metadata(req: &Request<Incoming>, conn: ConnInfo) -> Response<Body> {
         .or_else(|| req.uri().authority().map(|a| a.to_string()))
         .unwrap_or_else(|| "localhost".to_owned());
     let base = format!("{scheme}://{host}");
+    let body = json!({
+        "policy_decision_point": base,
+        "access_evaluation_endpoint": format!("{base}{EVALUATION}"),
+        "access_evaluations_endpoint": format!("{base}{EVALUATIONS}"),
+    });
     json_response(
         StatusCode::OK,
-        &json!({
-            "policy_decision_point": base,
-            "access_evaluation_endpoint": format!("{base}{EVALUATION}"),
-            "access_evaluations_endpoint": format!("{base}{EVALUATIONS}"),
-        }),
+        serde_json::to_vec(&body).unwrap_or_default(),
     )
 }

@@ -66,19 +66,20 @@ pub(crate) enum Semantic {
     PermitOnFirstPermit,
 }
 
-/// A complete evaluation after defaults were applied.
-#[derive(Debug, Clone)]
-pub(crate) struct Evaluation {
-    pub(crate) subject: Option<Entity>,
-    pub(crate) action: Option<Action>,
-    pub(crate) resource: Option<Entity>,
-    pub(crate) context: Option<Map<String, Value>>,
+/// A complete evaluation after defaults were applied, borrowed from the request (a default
+/// is shared by every entry that takes it, not copied).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Evaluation<'a> {
+    pub(crate) subject: Option<&'a Entity>,
+    pub(crate) action: Option<&'a Action>,
+    pub(crate) resource: Option<&'a Entity>,
+    pub(crate) context: Option<&'a Map<String, Value>>,
 }
 
 /// A parsed request: what to evaluate, how, and in which shape to answer.
 #[derive(Debug)]
-pub(crate) struct Parsed {
-    pub(crate) evaluations: Vec<Evaluation>,
+pub(crate) struct Parsed<'a> {
+    pub(crate) evaluations: Vec<Evaluation<'a>>,
     pub(crate) semantic: Semantic,
     /// Answer `{"decision", "context"}` (and refusals as HTTP errors), not `{"evaluations"}`.
     pub(crate) single: bool,
@@ -99,7 +100,20 @@ pub(crate) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Ga
 
 impl Tuple {
     /// A single evaluation (`POST /access/v1/evaluation`): all three entities are required.
-    pub(crate) fn into_single(self) -> Result<Evaluation, GatewayError> {
+    pub(crate) fn single(&self) -> Result<Evaluation<'_>, GatewayError> {
+        Evaluation {
+            subject: self.subject.as_ref(),
+            action: self.action.as_ref(),
+            resource: self.resource.as_ref(),
+            context: self.context.as_ref(),
+        }
+        .complete()
+    }
+}
+
+impl Evaluation<'_> {
+    /// The evaluation if it names all three entities (the single endpoint's requirement).
+    fn complete(self) -> Result<Self, GatewayError> {
         for (name, present) in [
             ("subject", self.subject.is_some()),
             ("action", self.action.is_some()),
@@ -109,12 +123,7 @@ impl Tuple {
                 return Err(bad(format!("the request has no '{name}'")));
             }
         }
-        Ok(Evaluation {
-            subject: self.subject,
-            action: self.action,
-            resource: self.resource,
-            context: self.context,
-        })
+        Ok(self)
     }
 }
 
@@ -122,7 +131,7 @@ impl Batch {
     /// The evaluations with the top-level values as defaults (an entry's own value wins), and
     /// the semantic. Without `evaluations` (absent or `[]`) the request is one evaluation of
     /// the top level, answered in the single endpoint's shape.
-    pub(crate) fn into_evaluations(self) -> Result<Parsed, GatewayError> {
+    pub(crate) fn evaluations(&self) -> Result<Parsed<'_>, GatewayError> {
         let semantic = match self
             .options
             .as_ref()
@@ -142,7 +151,7 @@ impl Batch {
         };
         // AuthZEN 1.0 §7.1: without `evaluations` (absent or empty) the request is one
         // evaluation of the top-level values, answered like the single endpoint.
-        let entries = match self.evaluations {
+        let entries = match &self.evaluations {
             None => None,
             Some(list) if list.is_empty() => None,
             Some(list) if list.len() > MAX_EVALUATIONS => {
@@ -154,13 +163,13 @@ impl Batch {
             Some(list) => Some(list),
         };
         let Some(entries) = entries else {
-            let single = Tuple {
-                subject: self.subject,
-                action: self.action,
-                resource: self.resource,
-                context: self.context,
+            let single = Evaluation {
+                subject: self.subject.as_ref(),
+                action: self.action.as_ref(),
+                resource: self.resource.as_ref(),
+                context: self.context.as_ref(),
             }
-            .into_single()?;
+            .complete()?;
             return Ok(Parsed {
                 evaluations: vec![single],
                 semantic,
@@ -168,12 +177,12 @@ impl Batch {
             });
         };
         let evaluations = entries
-            .into_iter()
+            .iter()
             .map(|e| Evaluation {
-                subject: e.subject.or_else(|| self.subject.clone()),
-                action: e.action.or_else(|| self.action.clone()),
-                resource: e.resource.or_else(|| self.resource.clone()),
-                context: e.context.or_else(|| self.context.clone()),
+                subject: e.subject.as_ref().or(self.subject.as_ref()),
+                action: e.action.as_ref().or(self.action.as_ref()),
+                resource: e.resource.as_ref().or(self.resource.as_ref()),
+                context: e.context.as_ref().or(self.context.as_ref()),
             })
             .collect();
         Ok(Parsed {
@@ -201,7 +210,7 @@ mod tests {
             evaluations: evals,
             semantic,
             single,
-        } = b.into_evaluations().unwrap();
+        } = b.evaluations().unwrap();
         assert_eq!(semantic, Semantic::ExecuteAll);
         assert!(!single);
         assert_eq!(evals[0].action.as_ref().unwrap().name, "marketing");
@@ -219,7 +228,7 @@ mod tests {
             br#"{"subject":{"type":"service","id":"a"},"subject":{"type":"service","id":"b"}}"#,
             br#"{"evaluation":[]}"#,
         ] {
-            let r = parse::<Batch>(body).and_then(Batch::into_evaluations);
+            let r = parse::<Batch>(body).and_then(|b| b.evaluations().map(|_| ()));
             assert!(r.is_err(), "{}", String::from_utf8_lossy(body));
         }
         let many = format!(
@@ -228,13 +237,13 @@ mod tests {
         );
         assert!(
             parse::<Batch>(many.as_bytes())
-                .and_then(Batch::into_evaluations)
+                .and_then(|b| b.evaluations().map(|_| ()))
                 .is_err()
         );
         assert!(
             parse::<Tuple>(br#"{"subject":{"type":"service","id":"a"}}"#)
                 .unwrap()
-                .into_single()
+                .single()
                 .is_err()
         );
     }
