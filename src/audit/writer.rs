@@ -143,7 +143,7 @@ pub(crate) struct CheckpointPlan {
 }
 
 /// A batch sealed by the writer: the records' lines, each ending in `\n`, and per record its
-/// seq, hash and the byte range of its line (without the newline) in `bytes`.
+/// seq and the byte range of its line (without the newline) in `bytes`.
 #[derive(Debug, Default)]
 pub(crate) struct Sealed {
     /// Every record's `ts` (one per batch).
@@ -156,7 +156,6 @@ pub(crate) struct Sealed {
 #[derive(Debug)]
 pub(crate) struct SealedRecord {
     pub(crate) seq: u64,
-    pub(crate) hash: String,
     pub(crate) line: Range<usize>,
 }
 
@@ -354,7 +353,6 @@ impl<S: Sink> Writer<S> {
             prev = entry.seal_into(seq, &batch.ts, &prev, replica, &mut batch.bytes);
             batch.records.push(SealedRecord {
                 seq,
-                hash: prev.clone(),
                 line: start..batch.bytes.len() - 1,
             });
             seq += 1;

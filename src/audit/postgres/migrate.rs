@@ -12,7 +12,7 @@ use std::path::Path;
 use serde::Deserialize;
 use tokio_postgres::Client;
 
-use super::schema::{COMPONENT, MIGRATIONS, TRY_LOCK};
+use super::schema::{COMPONENT, INSERT_CHECKPOINT, MIGRATIONS, TRY_LOCK};
 use crate::audit::checkpoint::{CHECKPOINT_FILE, Checkpoint};
 use crate::audit::error::AuditError;
 use crate::audit::segment::{list_segments, stream_lines};
@@ -210,11 +210,7 @@ async fn copy_checkpoints(client: &Client, dir: &Path, replica: &str) -> Result<
         };
         let seq = i64::try_from(cp.seq).unwrap_or(i64::MAX);
         copied += client
-            .execute(
-                "INSERT INTO audit_checkpoints (replica, seq, line) VALUES ($1, $2, $3)
-                 ON CONFLICT (replica, seq) DO NOTHING",
-                &[&replica, &seq, &line],
-            )
+            .execute(INSERT_CHECKPOINT, &[&replica, &seq, &line])
             .await
             .map_err(|e| db(&e))?;
     }

@@ -62,3 +62,7 @@ pub(crate) const HEAD: &str =
 /// replica name.
 pub(crate) const TRY_LOCK: &str =
     "SELECT pg_try_advisory_lock(hashtextextended('consentgate-audit:' || $1, 0))";
+
+/// Stores a checkpoint (`$3`: its JSON) of chain `$1` at seq `$2`, once.
+pub(crate) const INSERT_CHECKPOINT: &str = "INSERT INTO audit_checkpoints (replica, seq, line)
+    VALUES ($1, $2, $3) ON CONFLICT (replica, seq) DO NOTHING";

@@ -16,7 +16,9 @@ use time::OffsetDateTime;
 use tokio::runtime::Runtime;
 use tokio_postgres::Client;
 
-use super::schema::{COMMIT_WINDOW_SECS, COMPONENT, HEAD, INSERT_RECORDS, MIGRATIONS, TRY_LOCK};
+use super::schema::{
+    COMMIT_WINDOW_SECS, COMPONENT, HEAD, INSERT_CHECKPOINT, INSERT_RECORDS, MIGRATIONS, TRY_LOCK,
+};
 use crate::audit::checkpoint::{Checkpoint, Signer};
 use crate::audit::error::AuditError;
 use crate::audit::metrics::Metrics;
@@ -32,6 +34,7 @@ struct Indexed {
     caller: Option<String>,
     purpose: Option<String>,
     decision: String,
+    hash: String,
 }
 
 /// What connecting found.
@@ -214,7 +217,7 @@ impl Sink for PgSink {
             })?;
             seqs.push(i64::try_from(record.seq).unwrap_or(i64::MAX));
             lines.push(line);
-            hashes.push(record.hash.as_str());
+            hashes.push(indexed.hash);
             subjects.push(indexed.subject);
             callers.push(indexed.caller);
             purposes.push(indexed.purpose);
@@ -284,11 +287,7 @@ impl Sink for PgSink {
         let seq = i64::try_from(cp.seq).unwrap_or(i64::MAX);
         let replica = self.replica.as_str();
         self.rt
-            .block_on(client.execute(
-                "INSERT INTO audit_checkpoints (replica, seq, line) VALUES ($1, $2, $3)
-                 ON CONFLICT (replica, seq) DO NOTHING",
-                &[&replica, &seq, &line],
-            ))
+            .block_on(client.execute(INSERT_CHECKPOINT, &[&replica, &seq, &line]))
             .map_err(|e| db(&e))?;
         Ok(())
     }
@@ -349,11 +348,7 @@ impl Sink for PgSink {
                 let line = serde_json::to_vec(&cp)
                     .map_err(|e| AuditError::BadCheckpoint(e.to_string()))?;
                 client
-                    .execute(
-                        "INSERT INTO audit_checkpoints (replica, seq, line) VALUES ($1, $2, $3)
-                         ON CONFLICT (replica, seq) DO NOTHING",
-                        &[&replica, &seq, &line],
-                    )
+                    .execute(INSERT_CHECKPOINT, &[&replica, &seq, &line])
                     .await
                     .map_err(|e| db(&e))?;
             }
