@@ -378,13 +378,19 @@ fn policy_command(command: PolicyCommand) -> Result<ExitCode> {
     }))
 }
 
-fn audit_dir(dir: Option<PathBuf>) -> PathBuf {
-    dir.unwrap_or_else(|| {
-        match Settings::load(Path::new("consentgate.toml")).map(|s| s.audit.storage) {
-            Ok(consentgate::config::AuditStorage::Files { dir }) => dir,
-            _ => PathBuf::from("data/audit"),
-        }
-    })
+/// `--dir`, else `[audit] dir` of consentgate.toml, else data/audit; a config whose audit log
+/// is in PostgreSQL points at `--url` instead of reading a folder that is not the log.
+fn audit_dir(dir: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(dir) = dir {
+        return Ok(dir);
+    }
+    match Settings::load(Path::new("consentgate.toml")).map(|s| s.audit.storage) {
+        Ok(consentgate::config::AuditStorage::Files { dir }) => Ok(dir),
+        Ok(consentgate::config::AuditStorage::Postgres { .. }) => anyhow::bail!(
+            "consentgate.toml keeps the audit log in PostgreSQL ([audit] backend = \"postgres\"): pass --url (and --password-file), or --dir for a file log"
+        ),
+        Err(_) => Ok(PathBuf::from("data/audit")),
+    }
 }
 
 fn audit_command(command: AuditCommand) -> Result<ExitCode> {
@@ -420,7 +426,7 @@ fn audit_command(command: AuditCommand) -> Result<ExitCode> {
             public_key,
             ..
         } => {
-            let dir = audit_dir(dir);
+            let dir = audit_dir(dir)?;
             let cp = checkpoint
                 .as_deref()
                 .map(audit::load_checkpoint_file)
@@ -466,7 +472,7 @@ fn audit_command(command: AuditCommand) -> Result<ExitCode> {
                     runtime()?.block_on(reader.export(&filter, format, &mut out))?;
                 }
                 None => {
-                    audit::export(&audit_dir(dir), &filter, format, &mut out)?;
+                    audit::export(&audit_dir(dir)?, &filter, format, &mut out)?;
                 }
             }
             std::io::Write::flush(&mut out)?;

@@ -190,6 +190,23 @@ pub(crate) async fn checkpoint(
 /// `accesses_omitted` and can be exported with `GET /v1/audit?subject=…` or `audit export`.
 const MAX_REPORT_ACCESSES: usize = 100_000;
 
+/// The accesses a report lists: the first [`MAX_REPORT_ACCESSES`], and how many more.
+#[derive(Default)]
+struct Accesses {
+    list: Vec<serde_json::Value>,
+    omitted: u64,
+}
+
+impl Accesses {
+    fn add(&mut self, r: &AuditRecord) {
+        if self.list.len() < MAX_REPORT_ACCESSES {
+            self.list.push(access_json(r));
+        } else {
+            self.omitted += 1;
+        }
+    }
+}
+
 /// One access, as shown in the report (no personal values: paths and counts only).
 fn access_json(r: &AuditRecord) -> serde_json::Value {
     serde_json::json!({
@@ -222,34 +239,25 @@ pub(crate) async fn report(
         subject: Some(subject.to_string()),
         ..Filter::default()
     };
-    let (mut accesses, mut omitted) = (Vec::new(), 0u64);
+    let mut listed = Accesses::default();
     let since: Option<(Option<u64>, String)> = match state.audit.reader() {
         Reader::Files(dir) => {
             let dir = dir.clone();
-            let (found, omitted_here, since) = blocking(move || {
-                let (mut out, mut omitted) = (Vec::new(), 0u64);
+            let (found, since) = blocking(move || {
+                let mut found = Accesses::default();
                 audit::scan(&dir, &filter, |_, r| {
-                    if out.len() < MAX_REPORT_ACCESSES {
-                        out.push(access_json(r));
-                    } else {
-                        omitted += 1;
-                    }
+                    found.add(r);
                     Ok(())
                 })?;
-                Ok((out, omitted, audit::retained_since(&dir)?))
+                Ok((found, audit::retained_since(&dir)?))
             })
             .await?;
-            accesses = found;
-            omitted = omitted_here;
+            listed = found;
             since.map(|(seq, ts)| (Some(seq), ts))
         }
         Reader::Postgres(pg) => {
             pg.scan(&filter, |_, r| {
-                if accesses.len() < MAX_REPORT_ACCESSES {
-                    accesses.push(access_json(r));
-                } else {
-                    omitted += 1;
-                }
+                listed.add(r);
                 Ok(std::ops::ControlFlow::Continue(()))
             })
             .await
@@ -270,8 +278,8 @@ pub(crate) async fn report(
         "region": current["region"],
         "consents": current["consents"],
         "consent_history": receipts,
-        "accesses": accesses,
-        "accesses_omitted": omitted,
+        "accesses": listed.list,
+        "accesses_omitted": listed.omitted,
         // How far back the access log reaches (older records were deleted by retention).
         "accesses_since": since.as_ref().map(|(_, ts)| ts.clone()),
         "audit_first_seq": since.and_then(|(seq, _)| seq),

@@ -57,8 +57,14 @@ pub(crate) fn window(raw_query: Option<&str>, now: OffsetDateTime) -> Result<Win
 /// The figures of the records in `window`: from the per-segment index (files), or by reading
 /// the window's records of every chain (PostgreSQL).
 async fn summary(state: &State, window: Window) -> Result<Summary, crate::audit::AuditError> {
-    match (state.audit.reader(), &state.stats) {
-        (crate::audit::Reader::Postgres(pg), _) => {
+    match (&state.stats, state.audit.reader()) {
+        (Some(index), _) => {
+            let index = index.clone();
+            tokio::task::spawn_blocking(move || index.summary(window))
+                .await
+                .map_err(|e| crate::audit::AuditError::WriteFailed(e.to_string()))?
+        }
+        (None, crate::audit::Reader::Postgres(pg)) => {
             let filter = crate::audit::Filter {
                 from: Some(window.from),
                 to: Some(window.to),
@@ -72,14 +78,10 @@ async fn summary(state: &State, window: Window) -> Result<Summary, crate::audit:
             .await?;
             Ok(out)
         }
-        (crate::audit::Reader::Files(dir), index) => {
-            let index = index
-                .clone()
-                .unwrap_or_else(|| std::sync::Arc::new(crate::stats::StatsIndex::new(dir.clone())));
-            tokio::task::spawn_blocking(move || index.summary(window))
-                .await
-                .map_err(|e| crate::audit::AuditError::WriteFailed(e.to_string()))?
-        }
+        // `Gateway::bind` gives every file log its index.
+        (None, crate::audit::Reader::Files(_)) => Err(crate::audit::AuditError::WriteFailed(
+            "no stats index for the audit files".to_owned(),
+        )),
     }
 }
 
