@@ -1,23 +1,24 @@
 //! A JSON collection: the body (under `max_body_bytes`) holds the records in one array at
-//! `collection.path`. Every record is decided, the released ones minimised, the withheld ones
-//! removed (order kept), envelope scalars copied, and all records audited in one group commit
-//! before the body is released.
+//! `collection.path`. One validating pass finds the records and their subjects (no document
+//! tree); every record is decided, the released ones minimised straight into the answer, the
+//! withheld ones removed (order kept), envelope scalars copied as written, and all records
+//! audited in one group commit before the body is released.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response};
-use serde_json::{Map, Value};
 
 use super::super::minimise::{Sniffed, labelled_json, sniff};
 use super::super::{Ctx, decode, forward};
 use super::{X_WITHHELD, audit_all, records, release_headers};
-use crate::audit::CollectionPos;
+use crate::audit::{CollectionPos, Decision};
 use crate::error::GatewayError;
 use crate::http::{Body, full};
 use crate::policy::{NonJson, Verdict};
-use crate::routing::{Collection, Route, get_path_mut};
+use crate::redact::{StreamError, locate};
+use crate::routing::{Collection, Route};
 use crate::state::State;
 
 /// Where the records are in the body, and what else may pass.
@@ -50,12 +51,12 @@ pub(super) async fn respond(
     .await?;
     forward::response_headers(&mut parts.headers);
     let data = decode::decode(&parts.headers, raw, g.max_body_bytes)?;
-    let (mut doc, items) = match split(&data, shape) {
-        Ok(split) => split,
+    let found = match locate::collection(&data, shape.path, &collection.subject, shape.envelope) {
+        Ok(found) => found,
         // SPEC: a collection route's `non_json` is the default region's.
         // JSON is decided by content, whatever the label: only a body that neither says nor
         // looks like JSON (no `{`/`[` after byte order marks and white space) may pass.
-        Err(Unsplit::NotJson)
+        Err(StreamError::Syntax)
             if !labelled_json(&parts.headers)
                 && sniff(&data) == Sniffed::Other
                 && default_passes_non_json(state) =>
@@ -77,37 +78,55 @@ pub(super) async fn respond(
             };
             return Ok(Response::from_parts(parts, body));
         }
-        Err(e) => return Err(e.into_error(shape)),
+        Err(StreamError::Syntax) => return Err(Unsplit::NotJson.into_error(shape)),
+        // JSON whose meaning depends on the reader, or nested beyond what can be inspected.
+        Err(e) => {
+            return Err(GatewayError::UnprocessableUpstreamBody(format!(
+                "the upstream's JSON could not be inspected ({e}), so nothing was released"
+            )));
+        }
     };
-    let count = items.len() as u64;
+    let Some(elements) = found.elements else {
+        return Err(Unsplit::NoArray.into_error(shape));
+    };
+    let count = elements.len() as u64;
     if let Some(limit) = shape.max_elements.filter(|max| count > *max) {
         return Err(GatewayError::CollectionTooLarge { limit });
     }
     let status = parts.status.as_u16();
-    let mut records: Vec<Option<Value>> = items.into_iter().map(Some).collect();
-    let (keep, entries) = records::decide(
+    let records: Vec<records::Record<'_>> = elements
+        .into_iter()
+        .map(|e| records::Record::Json {
+            text: e.text,
+            subject: e.subject,
+        })
+        .collect();
+    let mut out = Vec::with_capacity(data.len() / 2);
+    open(&mut out, shape.path)?;
+    let entries = records::decide(
         state,
         route,
-        collection,
         req,
-        &mut records,
+        &records,
         CollectionPos {
             index: 0,
             count: Some(count),
         },
         status,
+        &mut out,
+        b',',
     )
     .await?;
-    let released: Vec<Value> = records
-        .into_iter()
-        .zip(keep)
-        .filter_map(|(r, keep)| r.filter(|_| keep))
-        .collect();
-    let withheld = count - released.len() as u64;
-    let body = Bytes::from(
-        serde_json::to_vec(&assemble(&mut doc, shape, released))
-            .map_err(|_| GatewayError::Internal)?,
-    );
+    if out.last() == Some(&b',') {
+        out.pop();
+    }
+    close(&mut out, shape, &found.envelope)?;
+    let released = entries
+        .iter()
+        .filter(|e| e.decision != Decision::Deny)
+        .count();
+    let withheld = count - released as u64;
+    let body = Bytes::from(out);
     if entries.is_empty() {
         // Nothing to attribute: the exchange's one record (subject null) follows as usual.
         ctx.verdict = Some(Verdict::Allow);
@@ -165,40 +184,45 @@ impl Unsplit {
     }
 }
 
-/// Parses the body and takes the records out of it: the rest of the document stays (for the
-/// envelope).
-fn split(data: &[u8], shape: &Shape<'_>) -> Result<(Value, Vec<Value>), Unsplit> {
-    let mut doc: Value = serde_json::from_slice(data).map_err(|_| Unsplit::NotJson)?;
-    match get_path_mut(&mut doc, shape.path) {
-        Some(Value::Array(items)) => {
-            let items = std::mem::take(items);
-            Ok((doc, items))
-        }
-        _ => Err(Unsplit::NoArray),
+/// Writes the released document up to its array's first record: one object per level of
+/// `path` (none for a bare array), then `[`.
+fn open(out: &mut Vec<u8>, path: &[String]) -> Result<(), GatewayError> {
+    for key in path {
+        out.push(b'{');
+        serde_json::to_writer(&mut *out, key).map_err(|_| GatewayError::Internal)?;
+        out.push(b':');
     }
+    out.push(b'[');
+    Ok(())
 }
 
-/// The released document: the records at their path, and the envelope's top-level scalars
-/// (an object or array there is removed); nothing else of the upstream's document.
-fn assemble(doc: &mut Value, shape: &Shape<'_>, released: Vec<Value>) -> Value {
-    let mut value = Value::Array(released);
-    for key in shape.path.iter().rev() {
-        let mut level = Map::new();
-        level.insert(key.clone(), value);
-        value = Value::Object(level);
+/// Ends the released document after its last record: the array, the objects of `path`, and
+/// in the top-level object the envelope's scalars (as written, in `envelope`'s order);
+/// nothing else of the upstream's document.
+fn close(
+    out: &mut Vec<u8>,
+    shape: &Shape<'_>,
+    envelope: &[(usize, &[u8])],
+) -> Result<(), GatewayError> {
+    out.push(b']');
+    out.extend(std::iter::repeat_n(
+        b'}',
+        shape.path.len().saturating_sub(1),
+    ));
+    if shape.path.is_empty() {
+        return Ok(());
     }
-    if let (Value::Object(out), Value::Object(top)) = (&mut value, doc) {
-        for name in shape.envelope {
-            if let Some(v) = top.remove(name).filter(is_scalar) {
-                out.insert(name.clone(), v);
-            }
-        }
+    let mut fields = envelope.to_vec();
+    fields.sort_unstable_by_key(|(i, _)| *i);
+    for (i, text) in fields {
+        let name = shape.envelope.get(i).ok_or(GatewayError::Internal)?;
+        out.push(b',');
+        serde_json::to_writer(&mut *out, name).map_err(|_| GatewayError::Internal)?;
+        out.push(b':');
+        out.extend_from_slice(text);
     }
-    value
-}
-
-fn is_scalar(v: &Value) -> bool {
-    !matches!(v, Value::Object(_) | Value::Array(_))
+    out.push(b'}');
+    Ok(())
 }
 
 #[cfg(test)]
@@ -206,7 +230,7 @@ fn is_scalar(v: &Value) -> bool {
 mod tests {
     use super::*;
     use crate::routing::parse_field_path;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn shape<'a>(path: &'a [String], envelope: &'a [String]) -> Shape<'a> {
         Shape {
@@ -216,19 +240,28 @@ mod tests {
         }
     }
 
+    /// The released document around `records` (each already followed by `,`).
+    fn assemble(shape: &Shape<'_>, records: &[u8], envelope: &[(usize, &[u8])]) -> Value {
+        let mut out = Vec::new();
+        open(&mut out, shape.path).unwrap();
+        out.extend_from_slice(records);
+        if out.last() == Some(&b',') {
+            out.pop();
+        }
+        close(&mut out, shape, envelope).unwrap();
+        serde_json::from_slice(&out).unwrap()
+    }
+
     #[test]
     fn envelope_passes_scalars_only_and_nothing_else() {
         let path = parse_field_path("data.items").unwrap();
         let envelope = vec!["total".to_owned(), "next".to_owned(), "meta".to_owned()];
         let body = json!({"data": {"items": [{"id": "a"}], "owner": "x@example.com"},
                           "total": 7, "next": null, "meta": {"who": "x"}, "other": "y"});
-        let (mut doc, items) = split(
-            &serde_json::to_vec(&body).unwrap(),
-            &shape(&path, &envelope),
-        )
-        .unwrap();
-        assert_eq!(items, vec![json!({"id": "a"})]);
-        let out = assemble(&mut doc, &shape(&path, &envelope), vec![json!({"id": "a"})]);
+        let text = serde_json::to_vec(&body).unwrap();
+        let id = parse_field_path("id").unwrap();
+        let found = locate::collection(&text, &path, &id, &envelope).unwrap();
+        let out = assemble(&shape(&path, &envelope), br#"{"id":"a"},"#, &found.envelope);
         assert_eq!(
             out,
             json!({"data": {"items": [{"id": "a"}]}, "total": 7, "next": null})
@@ -237,26 +270,21 @@ mod tests {
 
     #[test]
     fn bare_array_and_refusals() {
-        let (mut doc, items) = split(b"[1,2]", &shape(&[], &[])).unwrap();
-        assert_eq!(items.len(), 2);
-        assert_eq!(assemble(&mut doc, &shape(&[], &[]), vec![]), json!([]));
+        assert_eq!(assemble(&shape(&[], &[]), b"", &[]), json!([]));
+        assert_eq!(assemble(&shape(&[], &[]), b"1,2,", &[]), json!([1, 2]));
         let path = parse_field_path("items").unwrap();
+        let id = parse_field_path("id").unwrap();
         assert_eq!(
-            split(b"not json", &shape(&path, &[])).unwrap_err(),
-            Unsplit::NotJson
+            locate::collection(b"not json", &path, &id, &[]),
+            Err(StreamError::Syntax)
         );
-        for bad in [
-            &b"{\"items\":{}}"[..],
-            b"[]",
-            b"{}",
-            b"not json",
-            b"{\"items\":null}",
-        ] {
-            let err = split(bad, &shape(&path, &[])).unwrap_err();
-            assert_eq!(
-                err.into_error(&shape(&path, &[])).code(),
-                "unprocessable_upstream_body"
-            );
+        for bad in [&b"{\"items\":{}}"[..], b"[]", b"{}", b"{\"items\":null}"] {
+            let found = locate::collection(bad, &path, &id, &[]).unwrap();
+            assert_eq!(found.elements, None);
         }
+        assert_eq!(
+            Unsplit::NoArray.into_error(&shape(&path, &[])).code(),
+            "unprocessable_upstream_body"
+        );
     }
 }

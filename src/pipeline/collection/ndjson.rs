@@ -17,7 +17,6 @@ use http::header;
 use http::{Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming};
-use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -27,6 +26,7 @@ use super::{audit_all, records, release_headers};
 use crate::audit::{CollectionPos, Decision};
 use crate::error::GatewayError;
 use crate::http::{Body, BoxError};
+use crate::redact::locate;
 use crate::routing::{Collection, CollectionFormat};
 use crate::state::State;
 
@@ -243,32 +243,29 @@ impl Pump {
         let Some(collection) = self.collection() else {
             return Err(GatewayError::Internal);
         };
-        let mut records: Vec<Option<Value>> = lines
+        let mut records: Vec<records::Record<'_>> = lines
             .iter()
             .map(|l| l.trim_ascii())
             .filter(|l| !l.is_empty())
-            .map(|l| {
-                serde_json::from_slice::<Value>(l)
-                    .ok()
-                    .filter(Value::is_object)
+            .map(|text| match locate::record(text, &collection.subject) {
+                Ok(Some(subject)) => records::Record::Json { text, subject },
+                Ok(None) | Err(_) => records::Record::Unreadable,
             })
             .collect();
         if let Some(max) = collection.max_elements {
             let room = max.saturating_sub(*next_index);
             if records.len() as u64 > room {
                 records.truncate(usize::try_from(room).unwrap_or(usize::MAX));
-                self.release_some(collection, records, next_index, tx)
-                    .await?;
+                self.release_some(&records, next_index, tx).await?;
                 return Err(GatewayError::CollectionTooLarge { limit: max });
             }
         }
-        self.release_some(collection, records, next_index, tx).await
+        self.release_some(&records, next_index, tx).await
     }
 
     async fn release_some(
         &self,
-        collection: &Collection,
-        mut records: Vec<Option<Value>>,
+        records: &[records::Record<'_>],
         next_index: &mut u64,
         tx: &mpsc::Sender<Result<Bytes, GatewayError>>,
     ) -> Result<(), GatewayError> {
@@ -281,26 +278,21 @@ impl Pump {
             .routes
             .get(self.route_index)
             .ok_or(GatewayError::Internal)?;
-        let (keep, entries) = records::decide(
+        let mut chunk = Vec::new();
+        let entries = records::decide(
             &self.state,
             route,
-            collection,
             &self.req,
-            &mut records,
+            records,
             CollectionPos {
                 index: *next_index,
                 count: None,
             },
             self.status,
+            &mut chunk,
+            b'\n',
         )
         .await?;
-        let mut chunk = Vec::new();
-        for record in records.iter().zip(&keep).filter(|(_, k)| **k) {
-            if let (Some(record), _) = record {
-                serde_json::to_writer(&mut chunk, record).map_err(|_| GatewayError::Internal)?;
-                chunk.push(b'\n');
-            }
-        }
         *next_index += entries.len() as u64;
         audit_all(&self.state, self.route_index, &self.req.request_id, entries).await?;
         if !chunk.is_empty() {

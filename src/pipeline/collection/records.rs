@@ -1,10 +1,10 @@
 //! Per-record decisions for a batch of a collection's records: each record's subject, one
 //! batched store call for all of them, the one decision function ([`decide::subject`]) per
-//! record, minimisation by the record's own region's plan, and one audit entry per record.
+//! record, minimisation by the record's own region's plan (one pass over the record's text,
+//! written straight to the released body), and one audit entry per record.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
 
-use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::super::audit::consent_used;
@@ -12,9 +12,8 @@ use super::super::decide::{self, Question};
 use crate::audit::{AuditEntry, CollectionPos, Decision};
 use crate::consent::Lookup;
 use crate::error::GatewayError;
-use crate::policy::{Purpose, Verdict};
-use crate::redact::Outcome;
-use crate::routing::{Collection, Route, SubjectCase, get_path};
+use crate::policy::Verdict;
+use crate::routing::{Route, SubjectCase};
 use crate::state::State;
 
 /// What every record of one response shares.
@@ -54,15 +53,21 @@ impl Request {
     }
 }
 
-/// The one place a released record is minimised and redacted (today: the tree walker).
-fn minimise(purpose: &Purpose, record: &mut Value) -> Outcome {
-    purpose.apply(record)
+/// One record of a batch, as read from the upstream.
+pub(crate) enum Record<'a> {
+    /// A JSON value (validated): its text, and the string at the route's subject path.
+    Json {
+        text: &'a [u8],
+        subject: Option<Cow<'a, str>>,
+    },
+    /// Not a record the gateway can read (an NDJSON line that is not a JSON object).
+    Unreadable,
 }
 
-/// A record's subject: a string at `collection.subject`, after the route's `subject_case`,
-/// that is a valid subject id; anything else is `None` (the record is withheld).
-fn subject_of(record: &Value, collection: &Collection, case: SubjectCase) -> Option<String> {
-    let mut id = get_path(record, &collection.subject)?.as_str()?.to_owned();
+/// A record's subject: the string at the subject path after the route's `subject_case`, if
+/// it is a valid subject id; anything else is `None` (the record is withheld).
+fn valid_subject(found: Option<&Cow<'_, str>>, case: SubjectCase) -> Option<String> {
+    let mut id = found?.as_ref().to_owned();
     if case == SubjectCase::Lower {
         id.make_ascii_lowercase();
     }
@@ -70,24 +75,26 @@ fn subject_of(record: &Value, collection: &Collection, case: SubjectCase) -> Opt
     Some(id)
 }
 
-/// Decides a batch of records. `records[i]` is `None` for a line that was not a JSON record.
-/// Released records are minimised in place and marked `true`; withheld ones `false`. Returns
-/// one audit entry per record, in order, at positions from `start.index` (of `start.count`).
-/// One store call.
+/// Decides a batch of records with one store call. Each released record is minimised by its
+/// own region's plan and appended to `out` followed by `sep`; withheld ones leave no trace
+/// there. Returns one audit entry per record, in order, at positions from `start.index` (of
+/// `start.count`); the entries whose decision is not `deny` are the released ones.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn decide(
     state: &State,
     route: &Route,
-    collection: &Collection,
     req: &Request,
-    records: &mut [Option<Value>],
+    records: &[Record<'_>],
     start: CollectionPos,
     status: u16,
-) -> Result<(Vec<bool>, Vec<AuditEntry>), GatewayError> {
+    out: &mut Vec<u8>,
+    sep: u8,
+) -> Result<Vec<AuditEntry>, GatewayError> {
     let subjects: Vec<Option<String>> = records
         .iter()
-        .map(|r| {
-            r.as_ref()
-                .and_then(|r| subject_of(r, collection, route.subject_case))
+        .map(|r| match r {
+            Record::Json { subject, .. } => valid_subject(subject.as_ref(), route.subject_case),
+            Record::Unreadable => None,
         })
         .collect();
     let mut distinct: Vec<&str> = subjects.iter().flatten().map(String::as_str).collect();
@@ -98,7 +105,6 @@ pub(crate) async fn decide(
         .lookup_many(&distinct, &req.purpose)
         .await
         .map_err(|e| decide::store_lookup_error(e, &req.request_id))?;
-    let lookups: HashMap<&str, Lookup> = distinct.iter().copied().zip(found).collect();
     let policies = state.policies.current();
     let question = Question {
         policies: &policies,
@@ -108,48 +114,49 @@ pub(crate) async fn decide(
         gpc: req.gpc,
         now: OffsetDateTime::now_utc(),
     };
-    let mut keep = Vec::with_capacity(records.len());
     let mut entries = Vec::with_capacity(records.len());
-    for (i, (record, subject)) in records.iter_mut().zip(&subjects).enumerate() {
-        let position = CollectionPos {
+    for (i, (record, subject)) in records.iter().zip(&subjects).enumerate() {
+        let mut entry = match (record, subject) {
+            (Record::Json { text, .. }, Some(subject)) => {
+                // Repeated subjects share one lookup.
+                match distinct
+                    .binary_search(&subject.as_str())
+                    .ok()
+                    .and_then(|at| found.get(at))
+                {
+                    Some(lookup) => one(&question, req, text, subject, lookup, status, out, sep),
+                    // Every distinct subject was looked up; fail closed all the same.
+                    None => req.entry(Decision::Deny, "internal", status),
+                }
+            }
+            (Record::Json { .. }, None) => req.entry(Decision::Deny, "invalid_subject", status),
+            (Record::Unreadable, _) => req.entry(Decision::Deny, "unprocessable_record", status),
+        };
+        entry.collection = Some(CollectionPos {
             index: start.index + i as u64,
             count: start.count,
-        };
-        let (released, mut entry) = match (record.as_mut(), subject) {
-            // Repeated subjects share one lookup.
-            (Some(record), Some(subject)) => match lookups.get(subject.as_str()) {
-                Some(lookup) => one(&question, req, record, subject, lookup.clone(), status),
-                // Every distinct subject was looked up; fail closed all the same.
-                None => (false, req.entry(Decision::Deny, "internal", status)),
-            },
-            (parsed, _) => {
-                let reason = if parsed.is_some() {
-                    "invalid_subject"
-                } else {
-                    "unprocessable_record"
-                };
-                (false, req.entry(Decision::Deny, reason, status))
-            }
-        };
-        entry.collection = Some(position);
-        keep.push(released);
+        });
         entries.push(entry);
     }
-    Ok((keep, entries))
+    Ok(entries)
 }
 
-/// One record with a valid subject: decided exactly as a single-subject request.
+/// One record with a valid subject: decided exactly as a single-subject request; released
+/// (minimised into `out`, then `sep`) unless denied.
+#[allow(clippy::too_many_arguments)]
 fn one(
     question: &Question<'_>,
     req: &Request,
-    record: &mut Value,
+    text: &[u8],
     subject: &str,
-    lookup: Lookup,
+    lookup: &Lookup,
     status: u16,
-) -> (bool, AuditEntry) {
+    out: &mut Vec<u8>,
+    sep: u8,
+) -> AuditEntry {
     let mut entry = req.entry(Decision::Deny, "deny", status);
     entry.subject = Some(subject.to_owned());
-    let answer = match decide::subject(question, lookup.region, lookup.consent.as_ref()) {
+    let answer = match decide::subject(question, lookup.region.clone(), lookup.consent.as_ref()) {
         Ok(answer) => answer,
         Err(why) => {
             if let decide::Unanswered::NoPolicy(region) = &why {
@@ -157,21 +164,33 @@ fn one(
             }
             entry.region = why.region().map(str::to_owned);
             entry.reason = why.reason().to_owned();
-            return (false, entry);
+            return entry;
         }
     };
     entry.region = Some(answer.region);
     entry.policy = Some(answer.policy.label());
     entry.consent = consent_used(Some(answer.consent));
     entry.reason = answer.decision.reason.to_owned();
-    entry.decision = match answer.decision.verdict {
+    let decision = match answer.decision.verdict {
         Verdict::Allow => Decision::Allow,
         Verdict::ReportDeny => Decision::ReportDeny,
-        Verdict::Deny => return (false, entry),
+        Verdict::Deny => return entry,
     };
     // Report mode skips only the consent denial: the record is minimised like an allowed one.
-    let outcome = minimise(&answer.purpose, record);
-    entry.fields_removed = outcome.fields_removed;
-    entry.redactions = outcome.redactions;
-    (true, entry)
+    let mark = out.len();
+    match answer.purpose.minimise_json(text, out) {
+        Ok(outcome) => {
+            out.push(sep);
+            entry.decision = decision;
+            entry.fields_removed = outcome.fields_removed;
+            entry.redactions = outcome.redactions;
+        }
+        // The text was validated when it was read, so this is not expected; withhold it.
+        Err(e) => {
+            out.truncate(mark);
+            tracing::error!(error = %e, request_id = %req.request_id, "a collection record could not be minimised; withholding it");
+            entry.reason = "unprocessable_record".to_owned();
+        }
+    }
+    entry
 }
