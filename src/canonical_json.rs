@@ -63,24 +63,28 @@ pub fn write_str(s: &str, out: &mut Vec<u8>) {
 pub fn write_u64(n: u64, out: &mut Vec<u8>) {
     const EXACT: u64 = 1 << 53;
     if n <= EXACT {
-        out.extend_from_slice(&digits(n));
+        let (buf, at) = digits(n);
+        out.extend_from_slice(buf.get(at..).unwrap_or_default());
     } else {
         // Deliberately lossy: JCS numbers are IEEE 754 doubles.
         write_f64(n as f64, out);
     }
 }
 
-fn digits(mut n: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(20);
+/// The decimal digits of `n` at the end of a stack buffer: `(buffer, first digit's index)`.
+fn digits(mut n: u64) -> ([u8; 20], usize) {
+    let mut buf = [0u8; 20];
+    let mut at = buf.len();
     loop {
-        out.push(b'0' + (n % 10) as u8);
+        at -= 1;
+        if let Some(d) = buf.get_mut(at) {
+            *d = b'0' + (n % 10) as u8;
+        }
         n /= 10;
-        if n == 0 {
-            break;
+        if n == 0 || at == 0 {
+            return (buf, at);
         }
     }
-    out.reverse();
-    out
 }
 
 fn write_number(n: &Number, out: &mut Vec<u8>) {

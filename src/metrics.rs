@@ -359,22 +359,67 @@ impl Metrics {
 
     /// Counts a consent decision (one of [`DECISIONS`]).
     pub fn decision(&self, index: Option<usize>, decision: &str) {
+        self.decisions(index, decision, 1);
+    }
+
+    /// Counts `n` consent decisions of one kind (one of [`DECISIONS`]).
+    pub fn decisions(&self, index: Option<usize>, decision: &str, n: u64) {
         if let (Some(r), Some(i)) = (
             self.route(index),
             DECISIONS.iter().position(|d| *d == decision),
         ) && let Some(c) = r.decisions.get(i)
         {
-            c.inc();
+            c.inc_by(n);
         }
     }
 
     /// Counts an access whose audit record was written (`recorded`), or an audit failure.
     pub fn access(&self, access: &Access, recorded: bool) {
+        self.access_n(access, 1, recorded);
+    }
+
+    /// Counts the accesses of records written together (`recorded`), or their audit failure.
+    /// Records with the same labels (most of a collection's) are counted as one group.
+    pub fn accesses(&self, entries: &[AuditEntry], recorded: bool) {
+        type Labels<'e> = (Option<&'e str>, Option<&'e str>, Decision, &'e str);
+        let mut index: std::collections::HashMap<Labels<'_>, usize> =
+            std::collections::HashMap::new();
+        let mut groups: Vec<(Access, u64)> = Vec::new();
+        for e in entries {
+            let labels = (
+                e.region.as_deref(),
+                e.purpose.as_deref(),
+                e.decision,
+                e.reason.as_str(),
+            );
+            let Some((group, n)) = index.get(&labels).and_then(|&i| groups.get_mut(i)) else {
+                index.insert(labels, groups.len());
+                groups.push((Access::from(e), 1));
+                continue;
+            };
+            *n += 1;
+            group.fields_withheld += e.fields_removed.len() as u64;
+            for (name, count) in &e.redactions {
+                match group.redactions.get_mut(name) {
+                    Some(sum) => *sum += count,
+                    None => {
+                        group.redactions.insert(name.clone(), *count);
+                    }
+                }
+            }
+        }
+        for (access, n) in &groups {
+            self.access_n(access, *n, recorded);
+        }
+    }
+
+    /// [`Metrics::access`] for `n` accesses with these labels (`access` holds their sums).
+    fn access_n(&self, access: &Access, n: u64, recorded: bool) {
         let set = self.policies.current();
         let (region, purpose) = bounded(&set, access.region.as_deref(), access.purpose.as_deref());
         if !recorded {
-            self.audit_failures.inc();
-            self.incident(&region, &purpose, IncidentKind::AuditFailure);
+            self.audit_failures.inc_by(n);
+            self.incident(&region, &purpose, IncidentKind::AuditFailure, n);
             return;
         }
         let Some(decision) = access.decision else {
@@ -387,13 +432,13 @@ impl Metrics {
                 decision: decision.as_str(),
                 reason: access.reason.clone(),
             })
-            .inc();
+            .inc_by(n);
         let cell = RegionPurpose {
             region: region.clone(),
             purpose: purpose.clone(),
         };
         if crate::stats::gpc_applied(&access.reason) {
-            self.gpc.get_or_create(&cell).inc();
+            self.gpc.get_or_create(&cell).inc_by(n);
         }
         if access.fields_withheld > 0 {
             self.withheld
@@ -401,7 +446,7 @@ impl Metrics {
                 .inc_by(access.fields_withheld);
         }
         let policy = access.region.as_deref().and_then(|r| set.get(r));
-        for (name, n) in &access.redactions {
+        for (name, count) in &access.redactions {
             let known = policy
                 .as_ref()
                 .is_some_and(|p| p.redactors.contains_key(name));
@@ -411,21 +456,21 @@ impl Metrics {
                     purpose: purpose.clone(),
                     redactor: if known { name.clone() } else { UNLISTED.into() },
                 })
-                .inc_by(*n);
+                .inc_by(*count);
         }
         if let Some(kind) = incident_of(decision, &access.reason) {
-            self.incident(&region, &purpose, kind);
+            self.incident(&region, &purpose, kind, n);
         }
     }
 
-    fn incident(&self, region: &str, purpose: &str, kind: IncidentKind) {
+    fn incident(&self, region: &str, purpose: &str, kind: IncidentKind, n: u64) {
         self.incidents
             .get_or_create(&IncidentLabels {
                 region: region.to_owned(),
                 purpose: purpose.to_owned(),
                 kind: kind.as_str(),
             })
-            .inc();
+            .inc_by(n);
     }
 
     /// Accesses whose audit record could not be written, since start.

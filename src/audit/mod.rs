@@ -406,7 +406,7 @@ impl AuditLog {
 
     /// Appends several records in one batch (one write, one fsync, consecutive seqs in
     /// this order) and returns once all are durable; all or none are acknowledged.
-    pub async fn append_all(&self, entries: Vec<AuditEntry>) -> Result<(), AuditError> {
+    pub async fn append_all(&self, entries: &[AuditEntry]) -> Result<(), AuditError> {
         if entries.is_empty() {
             return Ok(());
         }

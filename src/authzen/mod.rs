@@ -224,11 +224,8 @@ async fn finish(
     resp: Response<Body>,
     request_id: &str,
 ) -> Response<Body> {
-    let accesses: Vec<crate::metrics::Access> = records.iter().map(Into::into).collect();
-    let written = state.audit.append_all(records).await;
-    for access in &accesses {
-        state.metrics.access(access, written.is_ok());
-    }
+    let written = state.audit.append_all(&records).await;
+    state.metrics.accesses(&records, written.is_ok());
     match written {
         Ok(_) => resp,
         Err(e) => {

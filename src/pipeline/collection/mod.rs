@@ -125,18 +125,17 @@ async fn audit_all(
     request_id: &str,
     entries: Vec<AuditEntry>,
 ) -> Result<(), GatewayError> {
-    let decisions: Vec<Decision> = entries.iter().map(|e| e.decision).collect();
-    let accesses: Vec<crate::metrics::Access> = entries.iter().map(Into::into).collect();
-    let written = state.audit.append_all(entries).await;
-    for access in &accesses {
-        state.metrics.access(access, written.is_ok());
-    }
+    let written = state.audit.append_all(&entries).await;
+    state.metrics.accesses(&entries, written.is_ok());
     written.map_err(|e| {
         tracing::error!(error = %e, %request_id, "collection audit records not written; releasing nothing");
         GatewayError::AuditUnavailable
     })?;
-    for d in decisions {
-        state.metrics.decision(Some(route_index), d.as_str());
+    for d in [Decision::Allow, Decision::Deny, Decision::ReportDeny] {
+        let n = entries.iter().filter(|e| e.decision == d).count() as u64;
+        if n > 0 {
+            state.metrics.decisions(Some(route_index), d.as_str(), n);
+        }
     }
     Ok(())
 }

@@ -143,6 +143,14 @@ impl Dfa {
         let Some(st) = self.states.get(s as usize) else {
             return DEAD;
         };
+        // Most states name a handful of keys: compare lengths first, then bytes.
+        if st.literal.len() <= 8 {
+            return st
+                .literal
+                .iter()
+                .find(|(k, _)| k.len() == key.len() && **k == *key)
+                .map_or(st.other, |t| t.1);
+        }
         match st.literal.binary_search_by(|(k, _)| (**k).cmp(key)) {
             Ok(i) => st.literal.get(i).map_or(DEAD, |t| t.1),
             Err(_) => st.other,

@@ -69,9 +69,10 @@ impl<'a> Scanner<'a> {
         Self {
             buf,
             pos: 0,
-            keys: Vec::new(),
+            // Sized for a typical record, so a small document allocates once.
+            keys: Vec::with_capacity(64),
             decoded: Vec::new(),
-            marks: Vec::new(),
+            marks: Vec::with_capacity(8),
         }
     }
 
