@@ -138,6 +138,16 @@ pub struct CheckpointConfig {
     pub every: Option<Duration>,
 }
 
+/// Records handed to the writer by [`AuditLog::submit_all`]; [`AuditLog::wait`] tells when
+/// they are durable. `None`: there were no records.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ticket(Option<u64>);
+
+impl Ticket {
+    /// No records: waiting on it succeeds at once.
+    pub(crate) const NONE: Ticket = Ticket(None);
+}
+
 /// The append side of the audit log. Cheap to clone; all clones share one writer
 /// thread, which stops (after a last checkpoint) when the last clone is dropped.
 #[derive(Debug, Clone)]
@@ -407,11 +417,28 @@ impl AuditLog {
     /// Appends several records in one batch (one write, one fsync, consecutive seqs in
     /// this order) and returns once all are durable; all or none are acknowledged.
     pub async fn append_all(&self, entries: &[AuditEntry]) -> Result<(), AuditError> {
+        let ticket = self.submit_all(entries)?;
+        self.wait(ticket).await
+    }
+
+    /// The first half of [`AuditLog::append_all`]: hands the records to the writer (their
+    /// sequence numbers follow every batch submitted before) without waiting. Nothing of them
+    /// may be released before [`AuditLog::wait`] on the ticket succeeds.
+    pub(crate) fn submit_all(&self, entries: &[AuditEntry]) -> Result<Ticket, AuditError> {
         if entries.is_empty() {
-            return Ok(());
+            return Ok(Ticket(None));
         }
         let ticket = self.submit(entries.iter().map(Prepared::new).collect(), false)?;
-        self.durable(ticket).await
+        Ok(Ticket(Some(ticket)))
+    }
+
+    /// Waits until the records of `ticket` are durable (or failed: then none of them was
+    /// acknowledged).
+    pub(crate) async fn wait(&self, ticket: Ticket) -> Result<(), AuditError> {
+        match ticket.0 {
+            Some(t) => self.durable(t).await,
+            None => Ok(()),
+        }
     }
 
     /// Appends a record without waiting for its fsync: it joins the writer's next batch and

@@ -126,16 +126,23 @@ async fn audit_all(
     entries: Vec<AuditEntry>,
 ) -> Result<(), GatewayError> {
     let written = state.audit.append_all(&entries).await;
-    state.metrics.accesses(&entries, written.is_ok());
+    count(state, route_index, &entries, written.is_ok());
     written.map_err(|e| {
         tracing::error!(error = %e, %request_id, "collection audit records not written; releasing nothing");
         GatewayError::AuditUnavailable
-    })?;
+    })
+}
+
+/// Counts a batch's accesses once its audit outcome is known, and its decisions if written.
+fn count(state: &State, route_index: usize, entries: &[AuditEntry], written: bool) {
+    state.metrics.accesses(entries, written);
+    if !written {
+        return;
+    }
     for d in [Decision::Allow, Decision::Deny, Decision::ReportDeny] {
         let n = entries.iter().filter(|e| e.decision == d).count() as u64;
         if n > 0 {
             state.metrics.decisions(Some(route_index), d.as_str(), n);
         }
     }
-    Ok(())
 }

@@ -22,8 +22,8 @@ use tokio::time::Instant;
 
 use super::super::{Ctx, forward};
 use super::lines::Lines;
-use super::{audit_all, records, release_headers};
-use crate::audit::{CollectionPos, Decision};
+use super::{audit_all, count, records, release_headers};
+use crate::audit::{AuditEntry, CollectionPos, Decision, Ticket};
 use crate::error::GatewayError;
 use crate::http::{Body, BoxError};
 use crate::redact::locate;
@@ -147,20 +147,34 @@ impl Pump {
     }
 
     async fn run(self, mut body: Incoming, tx: mpsc::Sender<Result<Bytes, GatewayError>>) {
+        let (queue, batches) = mpsc::channel(1);
+        let releaser = Releaser {
+            state: self.state.clone(),
+            route_index: self.route_index,
+            request_id: self.req.request_id.clone(),
+        };
+        self.state
+            .exchanges
+            .spawn(releaser.run(batches, tx.clone()));
         let mut partial = Lines::new(self.max_line);
         let mut next_index = 0u64;
+        let mut last = Ticket::NONE;
         let end = loop {
             let (lines, end) = self.gather(&mut body, &mut partial).await;
-            let end = match self.release(lines, &mut next_index, &tx).await {
+            let end = match self
+                .release(lines, &mut next_index, &mut last, &queue)
+                .await
+            {
                 Ok(()) => end,
                 Err(e) => Some(End::Fail(e)),
             };
             match end {
                 Some(end) => break end,
-                None if tx.is_closed() => break End::Done,
+                None if tx.is_closed() || queue.is_closed() => break End::Done,
                 None => {}
             }
         };
+        drop(tx);
         let closing = match end {
             End::Done if next_index > 0 => return,
             End::Done => self
@@ -173,10 +187,11 @@ impl Pump {
                     count: None,
                 });
                 tracing::warn!(request_id = %self.req.request_id, reason = e.code(), "NDJSON collection stream cut off");
-                let _ = tx.send(Err(e)).await;
+                let _ = queue.send(Out::Cut(e)).await;
                 entry
             }
         };
+        drop(queue);
         // The stream's end is recorded even if the client is gone.
         let _ = audit_all(
             &self.state,
@@ -233,12 +248,15 @@ impl Pump {
         })
     }
 
-    /// Decides a batch, writes its records, then sends its chunk.
+    /// Decides a batch and hands it to the audit log and the releaser (which sends its chunk
+    /// once its records are durable). The next batch is decided while this one's records are
+    /// written, but submitted only after they are durable: nothing is recorded past a failure.
     async fn release(
         &self,
         lines: Vec<Bytes>,
         next_index: &mut u64,
-        tx: &mpsc::Sender<Result<Bytes, GatewayError>>,
+        last: &mut Ticket,
+        queue: &mpsc::Sender<Out>,
     ) -> Result<(), GatewayError> {
         let Some(collection) = self.collection() else {
             return Err(GatewayError::Internal);
@@ -252,26 +270,27 @@ impl Pump {
                 Ok(None) | Err(_) => records::Record::Unreadable,
             })
             .collect();
+        let mut too_many = None;
         if let Some(max) = collection.max_elements {
             let room = max.saturating_sub(*next_index);
             if records.len() as u64 > room {
                 records.truncate(usize::try_from(room).unwrap_or(usize::MAX));
-                self.release_some(&records, next_index, tx).await?;
-                return Err(GatewayError::CollectionTooLarge { limit: max });
+                too_many = Some(GatewayError::CollectionTooLarge { limit: max });
             }
         }
-        self.release_some(&records, next_index, tx).await
+        if !records.is_empty() {
+            self.submit(&records, next_index, last, queue).await?;
+        }
+        too_many.map_or(Ok(()), Err)
     }
 
-    async fn release_some(
+    async fn submit(
         &self,
         records: &[records::Record<'_>],
         next_index: &mut u64,
-        tx: &mpsc::Sender<Result<Bytes, GatewayError>>,
+        last: &mut Ticket,
+        queue: &mpsc::Sender<Out>,
     ) -> Result<(), GatewayError> {
-        if records.is_empty() {
-            return Ok(());
-        }
         let route = self
             .state
             .settings
@@ -293,12 +312,78 @@ impl Pump {
             b'\n',
         )
         .await?;
+        let audit = &self.state.audit;
+        let unavailable = |_| GatewayError::AuditUnavailable;
+        audit.wait(*last).await.map_err(unavailable)?;
+        *last = audit.submit_all(&entries).map_err(unavailable)?;
         *next_index += entries.len() as u64;
-        audit_all(&self.state, self.route_index, &self.req.request_id, entries).await?;
-        if !chunk.is_empty() {
-            // A client that went away ends the stream after this batch's records.
-            let _ = tx.send(Ok(Bytes::from(chunk))).await;
-        }
+        // A releaser that is gone (the client left) ends the stream after this batch.
+        let _ = queue
+            .send(Out::Batch(Submitted {
+                ticket: *last,
+                chunk,
+                entries,
+            }))
+            .await;
         Ok(())
+    }
+}
+
+/// A batch handed to the audit log: its chunk is released once its records are durable.
+struct Submitted {
+    ticket: Ticket,
+    chunk: Vec<u8>,
+    entries: Vec<AuditEntry>,
+}
+
+/// What the pump hands the releaser, in stream order.
+enum Out {
+    Batch(Submitted),
+    /// Cut the stream off here, after every batch before it.
+    Cut(GatewayError),
+}
+
+/// Sends each batch's chunk once its records are durable, in order; cuts the stream off if
+/// they could not be written.
+struct Releaser {
+    state: Arc<State>,
+    route_index: usize,
+    request_id: String,
+}
+
+impl Releaser {
+    async fn run(
+        self,
+        mut batches: mpsc::Receiver<Out>,
+        tx: mpsc::Sender<Result<Bytes, GatewayError>>,
+    ) {
+        let mut client = Some(tx);
+        while let Some(out) = batches.recv().await {
+            let batch = match out {
+                Out::Batch(batch) => batch,
+                Out::Cut(e) => {
+                    if let Some(tx) = &client {
+                        let _ = tx.send(Err(e)).await;
+                    }
+                    return;
+                }
+            };
+            let written = self.state.audit.wait(batch.ticket).await.is_ok();
+            count(&self.state, self.route_index, &batch.entries, written);
+            if !written {
+                tracing::error!(request_id = %self.request_id, "collection audit records not written; cutting the stream off");
+                if let Some(tx) = &client {
+                    let _ = tx.send(Err(GatewayError::AuditUnavailable)).await;
+                }
+                return;
+            }
+            // A client that went away: the batches already decided are still counted.
+            if let Some(tx) = &client
+                && !batch.chunk.is_empty()
+                && tx.send(Ok(Bytes::from(batch.chunk))).await.is_err()
+            {
+                client = None;
+            }
+        }
     }
 }
