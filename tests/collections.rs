@@ -475,6 +475,95 @@ async fn ndjson_lines_are_decided_audited_and_released_as_they_arrive() {
     gw.shutdown().await;
 }
 
+#[tokio::test]
+async fn ndjson_stream_is_cut_off_when_its_records_cannot_be_written() {
+    let slot: Arc<std::sync::Mutex<Option<tokio::sync::mpsc::Sender<Bytes>>>> = Arc::default();
+    let feed = slot.clone();
+    let up = Upstream::start(Arc::new(move |_seen| {
+        let feed = feed.clone();
+        Box::pin(async move {
+            let (tx, body) = ChannelBody::new();
+            *feed.lock().unwrap() = Some(tx);
+            let mut resp = http::Response::new(body.boxed());
+            resp.headers_mut()
+                .insert("content-type", "application/x-ndjson".parse().unwrap());
+            resp
+        })
+    }))
+    .await;
+    let text = format!(
+        r#"{}
+[[route]]
+name = "export-all"
+match = "/api/export-all"
+upstream = "http://{}"
+personal_data = true
+collection = {{ format = "ndjson", subject = "id" }}
+"#,
+        config(up.addr),
+        up.addr
+    )
+    .replace(
+        "dir = \"data/audit\"",
+        "dir = \"data/audit\"\nsegment_bytes = 4096",
+    );
+    let gw = TestGateway::start(&text).await;
+    seed(&gw).await;
+    let dir = gw.dir.path().join("data/audit");
+    let mut req = build_request(
+        Method::GET,
+        &gw.url("/api/export-all"),
+        Some(&caller()),
+        None,
+    );
+    req.headers_mut()
+        .insert("x-purpose", "marketing".parse().unwrap());
+    let resp = client().request(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body();
+    let tx = slot.lock().unwrap().take().unwrap();
+    let lines = |n: usize| {
+        Bytes::from(
+            (0..n)
+                .map(|_| format!("{}\n", customer("c-eu-1")))
+                .collect::<String>(),
+        )
+    };
+    // A first batch fills a segment past its size: the next record opens a new one.
+    tx.send(lines(8)).await.unwrap();
+    let mut released = 0;
+    while released < 8 {
+        let chunk = next_chunk(&mut body).await.unwrap();
+        released += chunk.iter().filter(|b| **b == b'\n').count();
+    }
+    let written = audit(&gw).len();
+    let current = audit_segments(&dir).pop().unwrap();
+    assert!(std::fs::metadata(&current).unwrap().len() >= 4096);
+    let next = dir.join(format!("{:020}.jsonl", written + 1));
+    std::fs::create_dir(&next).unwrap();
+    // The next batch cannot be recorded: the stream ends cut off, none of it released.
+    tx.send(lines(3)).await.unwrap();
+    let end = next_chunk(&mut body).await;
+    assert!(end.is_err(), "the stream must end in an error, got {end:?}");
+    tx.send(lines(3)).await.ok();
+    drop(tx);
+    sleep_ms(300).await;
+    std::fs::remove_dir(&next).unwrap();
+    let records = audit(&gw);
+    assert_eq!(records.len(), written, "no record past the failure");
+    let v = admin_call(
+        &gw,
+        Method::GET,
+        "/v1/audit/verify",
+        Some(&auditor_token()),
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(v["ok"], true, "{v}");
+    gw.shutdown().await;
+}
+
 /// The next data frame of a streamed body (`Err` when the stream broke or ended).
 async fn next_chunk(body: &mut hyper::body::Incoming) -> Result<Bytes, String> {
     use http_body_util::BodyExt;
