@@ -321,9 +321,9 @@ impl<'a> Scanner<'a> {
             unescape(key.raw, &mut text)?;
             let at = self.decoded.len();
             self.decoded.extend_from_slice(text.as_bytes());
-            Key::new(at, text.len(), true)?
+            Key::new(at, text.as_bytes(), true)?
         } else {
-            Key::new(start, key.raw.len(), false)?
+            Key::new(start, key.raw, false)?
         };
         self.keys.push(k);
         Ok(())
@@ -347,7 +347,7 @@ impl<'a> Scanner<'a> {
                 keys.get(i + 1..)
                     .unwrap_or_default()
                     .iter()
-                    .any(|&b| a.len == b.len && self.key_bytes(a) == self.key_bytes(b))
+                    .any(|&b| a.tag == b.tag && self.key_bytes(a) == self.key_bytes(b))
             })
         } else {
             let mut sorted: Vec<&[u8]> = keys.iter().map(|&k| self.key_bytes(k)).collect();
@@ -447,15 +447,20 @@ struct Key {
     start: usize,
     len: u32,
     decoded: bool,
+    /// Length, first and last byte: keys with different tags differ, so the duplicate check
+    /// compares bytes only when tags are equal.
+    tag: u64,
 }
 
 impl Key {
-    fn new(start: usize, len: usize, decoded: bool) -> Result<Self, StreamError> {
-        let len = u32::try_from(len).map_err(|_| StreamError::Syntax)?;
+    fn new(start: usize, bytes: &[u8], decoded: bool) -> Result<Self, StreamError> {
+        let len = u32::try_from(bytes.len()).map_err(|_| StreamError::Syntax)?;
+        let edge = |b: Option<&u8>| u64::from(b.copied().unwrap_or(0));
         Ok(Self {
             start,
             len,
             decoded,
+            tag: u64::from(len) | edge(bytes.first()) << 32 | edge(bytes.last()) << 40,
         })
     }
 }
