@@ -3,7 +3,8 @@
 //! top-level scalars, in one validating pass over the document.
 //!
 //! Reads exactly as strictly as the minimisation walk (same tokenizer): what it accepts is
-//! what `serde_json` accepts, minus documents that name a key twice anywhere.
+//! what `serde_json` accepts, minus documents that name a key twice anywhere. Public for the
+//! fuzz targets; the gateway's collection routes are its one user.
 
 use std::borrow::Cow;
 
@@ -12,28 +13,28 @@ use super::scan::{Scanner, Str, nest};
 
 /// One element of a collection's array.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Element<'a> {
+pub struct Element<'a> {
     /// The element's JSON text, as written (validated).
-    pub(crate) text: &'a [u8],
+    pub text: &'a [u8],
     /// The string at the subject path inside the element, decoded; `None` when the element is
     /// not an object or holds no string there.
-    pub(crate) subject: Option<Cow<'a, str>>,
+    pub subject: Option<Cow<'a, str>>,
 }
 
 /// What [`collection`] found in a document.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Found<'a> {
+pub struct Found<'a> {
     /// The array's elements in order; `None` when there is no array at the path.
-    pub(crate) elements: Option<Vec<Element<'a>>>,
+    pub elements: Option<Vec<Element<'a>>>,
     /// `(i, text)` for each `envelope[i]` present at the top level with a scalar value, in
     /// the document's order.
-    pub(crate) envelope: Vec<(usize, &'a [u8])>,
+    pub envelope: Vec<(usize, &'a [u8])>,
 }
 
 /// Validates `doc` and finds the array at `path` (object keys from the top; empty: the
 /// document is the array), each element's string at `subject`, and the top-level scalars
 /// named by `envelope`.
-pub(crate) fn collection<'a>(
+pub fn collection<'a>(
     doc: &'a [u8],
     path: &[String],
     subject: &[String],
@@ -49,7 +50,7 @@ pub(crate) fn collection<'a>(
 
 /// Validates one record (an NDJSON line): `Ok(None)` when it is JSON but not an object, else
 /// the string at `subject` (if any).
-pub(crate) fn record<'a>(
+pub fn record<'a>(
     text: &'a [u8],
     subject: &[String],
 ) -> Result<Option<Option<Cow<'a, str>>>, StreamError> {

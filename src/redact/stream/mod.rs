@@ -21,7 +21,7 @@
 //! paths of map-like objects; plans with `pattern:` text redactors always use the tree.
 
 mod automaton;
-pub(crate) mod locate;
+pub mod locate;
 mod scan;
 mod walk;
 
