@@ -231,7 +231,9 @@ fuzz_target!(|input: Input| {
     // bytes are what is verified, so an edit that parses the same is a change).
     let complete: Vec<&Vec<u8>> = all.iter().filter(|l| l.ends_with(b"\n")).collect();
     let first_diff = complete.iter().enumerate().find_map(|(i, l)| {
-        let same = genuine_lines.get(i).is_some_and(|g| &l[..l.len() - 1] == g.as_slice());
+        let same = genuine_lines
+            .get(i)
+            .is_some_and(|g| &l[..l.len() - 1] == g.as_slice());
         (!same).then_some(i as u64 + 1)
     });
     let m = complete.len() as u64;

@@ -4,7 +4,7 @@
 //! and the envelope's scalars are the tree's. The first byte picks the paths.
 #![no_main]
 
-use consentgate::redact::locate;
+use consentgate::redact::{StreamError, locate};
 use consentgate::routing::get_path;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
@@ -27,8 +27,18 @@ fuzz_target!(|data: &[u8]| {
         subject.push("id".to_owned());
     }
     let envelope = vec!["b".to_owned(), "id".to_owned()];
-    let Ok(found) = locate::collection(input, &at, &subject, &envelope) else {
-        return;
+    let found = match locate::collection(input, &at, &subject, &envelope, usize::MAX) {
+        Ok(found) => found,
+        Err(e) => {
+            // Refused: serde_json refuses it too, unless it is a key named twice.
+            if e != StreamError::DuplicateKey {
+                assert!(
+                    serde_json::from_slice::<Value>(input).is_err(),
+                    "refused what serde_json reads: {e}"
+                );
+            }
+            return;
+        }
     };
     let doc: Value = serde_json::from_slice(input).expect("accepted what serde_json refuses");
     let want = get_path(&doc, &at).and_then(Value::as_array);
@@ -49,5 +59,19 @@ fuzz_target!(|data: &[u8]| {
         let v: Value = serde_json::from_slice(text).expect("envelope text");
         assert!(!v.is_object() && !v.is_array());
         assert_eq!(doc.get(&envelope[*i]), Some(&v));
+    }
+    // Every top-level scalar the envelope names is found (unless its key holds the records).
+    if !at.is_empty() {
+        for (i, name) in envelope.iter().enumerate() {
+            let scalar = doc
+                .get(name)
+                .is_some_and(|v| !v.is_object() && !v.is_array());
+            if scalar && at.first() != Some(name) {
+                assert!(
+                    found.envelope.iter().any(|(j, _)| *j == i),
+                    "envelope {name} missed"
+                );
+            }
+        }
     }
 });

@@ -35,13 +35,23 @@ fuzz_target!(|data: &[u8]| {
     let spans = p.detect_spans(text);
     let mut last = 0;
     for s in &spans {
-        assert!(s.start >= last && s.end > s.start && s.end <= text.len(), "{spans:?}");
+        assert!(
+            s.start >= last && s.end > s.start && s.end <= text.len(),
+            "{spans:?}"
+        );
         assert!(text.is_char_boundary(s.start) && text.is_char_boundary(s.end));
         last = s.end;
     }
     let out = p.redact_str(text);
-    assert_eq!(out.is_some(), !spans.is_empty(), "rewrite without spans or spans without rewrite");
+    assert_eq!(
+        out.is_some(),
+        !spans.is_empty(),
+        "rewrite without spans or spans without rewrite"
+    );
     if let Some(out) = out {
-        assert!(p.redact_str(&out).is_none(), "a second pass found more in {out:?}");
+        assert!(
+            p.redact_str(&out).is_none(),
+            "a second pass found more in {out:?}"
+        );
     }
 });

@@ -42,7 +42,10 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(released, doc, "released value");
         }
         (Err(StreamError::DuplicateKey), Ok(_)) => {
-            assert!(consentgate::json::check(input).is_err(), "duplicate claimed");
+            assert!(
+                consentgate::json::check(input).is_err(),
+                "duplicate claimed"
+            );
         }
         (Err(e), Ok(_)) => panic!("stream refused what serde_json reads: {e}"),
         (Ok(_), Err(e)) => panic!("stream accepted what serde_json refuses: {e}"),

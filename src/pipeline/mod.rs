@@ -90,12 +90,14 @@ pub(crate) async fn handle(
             ctx.route = Some(crate::authzen::ROUTE.to_owned());
             let request_id = ctx.request_id.clone();
             let task = state.clone();
-            let exchange = state.exchanges.spawn(async move {
+            // Boxed: the task's cell then holds a pointer, not the whole (large) future, so
+            // spawning and finishing it copies a few bytes instead of kilobytes.
+            let exchange = state.exchanges.spawn(Box::pin(async move {
                 let _slot = slot;
                 let mut caller = None;
                 let resp = crate::authzen::handle(&task, req, conn, &request_id, &mut caller).await;
                 (resp, caller)
-            });
+            }));
             match exchange.await {
                 Ok((resp, caller)) => {
                     ctx.caller = caller;
@@ -113,11 +115,12 @@ pub(crate) async fn handle(
             let request_id = ctx.request_id.clone();
             let task = state.clone();
             ctx.slot = slot.ok();
-            let exchange = state.exchanges.spawn(async move {
+            // Boxed, as above.
+            let exchange = state.exchanges.spawn(Box::pin(async move {
                 let resp = personal_exchange(&task, req, conn, target, &mut ctx).await;
                 ctx.slot = None;
                 (resp, ctx)
-            });
+            }));
             match exchange.await {
                 Ok((resp, done)) => {
                     ctx = done;

@@ -24,6 +24,7 @@ pub use path::{FieldPath, PathError};
 pub use plan::{DetectedSpan, Explanation, ExplanationKind, FieldFilter, FieldRule, Outcome, Plan};
 pub use redactor::{Action, HASH_PREFIX, REDACTED, Redactor, RedactorError};
 pub use stream::StreamError;
+#[doc(hidden)]
 pub use stream::locate;
 pub use validate::Validator;
 

@@ -51,45 +51,50 @@ pub(super) async fn respond(
     .await?;
     forward::response_headers(&mut parts.headers);
     let data = decode::decode(&parts.headers, raw, g.max_body_bytes)?;
-    let found = match locate::collection(&data, shape.path, &collection.subject, shape.envelope) {
-        Ok(found) => found,
-        // SPEC: a collection route's `non_json` is the default region's.
-        // JSON is decided by content, whatever the label: only a body that neither says nor
-        // looks like JSON (no `{`/`[` after byte order marks and white space) may pass.
-        Err(StreamError::Syntax)
-            if !labelled_json(&parts.headers)
-                && sniff(&data) == Sniffed::Other
-                && default_passes_non_json(state) =>
-        {
-            ctx.verdict = Some(Verdict::Allow);
-            ctx.reason = Some("non_json_pass");
-            for h in [header::ETAG, header::CONTENT_RANGE, header::LAST_MODIFIED] {
-                parts.headers.remove(h);
+    // Past `max_elements` the records are only counted: memory stays bounded by the limit.
+    let keep = shape
+        .max_elements
+        .map_or(usize::MAX, |max| usize::try_from(max).unwrap_or(usize::MAX));
+    let found =
+        match locate::collection(&data, shape.path, &collection.subject, shape.envelope, keep) {
+            Ok(found) => found,
+            // SPEC: a collection route's `non_json` is the default region's.
+            // JSON is decided by content, whatever the label: only a body that neither says nor
+            // looks like JSON (no `{`/`[` after byte order marks and white space) may pass.
+            Err(StreamError::Syntax)
+                if !labelled_json(&parts.headers)
+                    && sniff(&data) == Sniffed::Other
+                    && default_passes_non_json(state) =>
+            {
+                ctx.verdict = Some(Verdict::Allow);
+                ctx.reason = Some("non_json_pass");
+                for h in [header::ETAG, header::CONTENT_RANGE, header::LAST_MODIFIED] {
+                    parts.headers.remove(h);
+                }
+                parts.headers.remove(header::CONTENT_ENCODING);
+                crate::http::headers::restrict_personal_response(&mut parts.headers);
+                parts
+                    .headers
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(data.len()));
+                let body = if head_only {
+                    crate::http::empty()
+                } else {
+                    full(data)
+                };
+                return Ok(Response::from_parts(parts, body));
             }
-            parts.headers.remove(header::CONTENT_ENCODING);
-            crate::http::headers::restrict_personal_response(&mut parts.headers);
-            parts
-                .headers
-                .insert(header::CONTENT_LENGTH, HeaderValue::from(data.len()));
-            let body = if head_only {
-                crate::http::empty()
-            } else {
-                full(data)
-            };
-            return Ok(Response::from_parts(parts, body));
-        }
-        Err(StreamError::Syntax) => return Err(Unsplit::NotJson.into_error(shape)),
-        // JSON whose meaning depends on the reader, or nested beyond what can be inspected.
-        Err(e) => {
-            return Err(GatewayError::UnprocessableUpstreamBody(format!(
-                "the upstream's JSON could not be inspected ({e}), so nothing was released"
-            )));
-        }
-    };
+            Err(StreamError::Syntax) => return Err(Unsplit::NotJson.into_error(shape)),
+            // JSON whose meaning depends on the reader, or nested beyond what can be inspected.
+            Err(e) => {
+                return Err(GatewayError::UnprocessableUpstreamBody(format!(
+                    "the upstream's JSON could not be inspected ({e}), so nothing was released"
+                )));
+            }
+        };
     let Some(elements) = found.elements else {
         return Err(Unsplit::NoArray.into_error(shape));
     };
-    let count = elements.len() as u64;
+    let count = found.count;
     if let Some(limit) = shape.max_elements.filter(|max| count > *max) {
         return Err(GatewayError::CollectionTooLarge { limit });
     }
@@ -260,7 +265,7 @@ mod tests {
                           "total": 7, "next": null, "meta": {"who": "x"}, "other": "y"});
         let text = serde_json::to_vec(&body).unwrap();
         let id = parse_field_path("id").unwrap();
-        let found = locate::collection(&text, &path, &id, &envelope).unwrap();
+        let found = locate::collection(&text, &path, &id, &envelope, usize::MAX).unwrap();
         let out = assemble(&shape(&path, &envelope), br#"{"id":"a"},"#, &found.envelope);
         assert_eq!(
             out,
@@ -275,11 +280,11 @@ mod tests {
         let path = parse_field_path("items").unwrap();
         let id = parse_field_path("id").unwrap();
         assert_eq!(
-            locate::collection(b"not json", &path, &id, &[]),
+            locate::collection(b"not json", &path, &id, &[], usize::MAX),
             Err(StreamError::Syntax)
         );
         for bad in [&b"{\"items\":{}}"[..], b"[]", b"{}", b"{\"items\":null}"] {
-            let found = locate::collection(bad, &path, &id, &[]).unwrap();
+            let found = locate::collection(bad, &path, &id, &[], usize::MAX).unwrap();
             assert_eq!(found.elements, None);
         }
         assert_eq!(

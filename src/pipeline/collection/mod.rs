@@ -139,8 +139,19 @@ fn count(state: &State, route_index: usize, entries: &[AuditEntry], written: boo
     if !written {
         return;
     }
-    for d in [Decision::Allow, Decision::Deny, Decision::ReportDeny] {
-        let n = entries.iter().filter(|e| e.decision == d).count() as u64;
+    let (mut allow, mut deny, mut report) = (0, 0, 0);
+    for e in entries {
+        match e.decision {
+            Decision::Allow => allow += 1,
+            Decision::Deny => deny += 1,
+            Decision::ReportDeny => report += 1,
+        }
+    }
+    for (d, n) in [
+        (Decision::Allow, allow),
+        (Decision::Deny, deny),
+        (Decision::ReportDeny, report),
+    ] {
         if n > 0 {
             state.metrics.decisions(Some(route_index), d.as_str(), n);
         }

@@ -1,11 +1,15 @@
 //! An NDJSON collection, streamed: lines are gathered into small batches (released at most
 //! [`BATCH_WINDOW`] after a batch's first line arrived, or sooner when it is full), each batch
 //! is decided with one store call, its records are made durable in one group commit, and only
-//! then is its chunk sent. Memory holds one partial line (at most `max_body_bytes`), one batch
-//! and one chunk waiting for the client, whatever the stream's length.
+//! then is its chunk sent. Two tasks: the pump reads, decides and submits batch n + 1 (only
+//! once batch n is durable, so nothing is recorded past a failure) while the releaser waits for
+//! batch n's records and sends its chunk. Memory holds one partial line (at most
+//! `max_body_bytes`), at most three batches (deciding, queued, being written) and one chunk
+//! waiting for the client, whatever the stream's length.
 //!
 //! A line over `max_body_bytes`, an upstream that stalls longer than `upstream_timeout`
-//! between bytes or breaks, or more than `max_elements` records end the stream: the client
+//! between bytes or breaks, more than `max_elements` records, or records that cannot be
+//! written end the stream: the client
 //! sees it cut off (no terminating chunk), never an unchecked line, and one record with
 //! `subject: null` at the position where it ended says why.
 
@@ -92,7 +96,7 @@ pub(super) async fn respond(
         status,
         max_line: g.max_body_bytes,
         wait: g.upstream_timeout,
-        _slot: ctx.slot.take(),
+        slot: ctx.slot.take().map(Arc::new),
     };
     // Tracked like an exchange: shutdown waits for the stream's records.
     state.exchanges.spawn(pump.run(body, tx));
@@ -133,7 +137,8 @@ struct Pump {
     wait: Duration,
     /// The request's in-flight place: a stream counts against `gateway.max_in_flight` until
     /// it ends, not only until its head is sent.
-    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// Shared with the releaser: whichever of the two ends last gives it back.
+    slot: Option<Arc<tokio::sync::OwnedSemaphorePermit>>,
 }
 
 impl Pump {
@@ -152,6 +157,7 @@ impl Pump {
             state: self.state.clone(),
             route_index: self.route_index,
             request_id: self.req.request_id.clone(),
+            _slot: self.slot.clone(),
         };
         self.state
             .exchanges
@@ -170,16 +176,24 @@ impl Pump {
             };
             match end {
                 Some(end) => break end,
+                // The client left, or the releaser stopped on an audit failure (seen below).
                 None if tx.is_closed() || queue.is_closed() => break End::Done,
                 None => {}
             }
         };
         drop(tx);
-        let closing = match end {
-            End::Done if next_index > 0 => return,
-            End::Done => self
-                .req
-                .entry(Decision::Allow, "empty_collection", self.status),
+        // The last batch handed over may still fail to be written: the stream's end is
+        // known once it is durable (a releaser that stopped early saw such a failure).
+        let end = match self.state.audit.wait(last).await {
+            Ok(()) => end,
+            Err(_) => End::Fail(GatewayError::AuditUnavailable),
+        };
+        let closing = match &end {
+            End::Done if next_index > 0 => None,
+            End::Done => Some(
+                self.req
+                    .entry(Decision::Allow, "empty_collection", self.status),
+            ),
             End::Fail(e) => {
                 let mut entry = self.req.entry(Decision::Deny, e.code(), self.status);
                 entry.collection = Some(CollectionPos {
@@ -187,19 +201,23 @@ impl Pump {
                     count: None,
                 });
                 tracing::warn!(request_id = %self.req.request_id, reason = e.code(), "NDJSON collection stream cut off");
-                let _ = queue.send(Out::Cut(e)).await;
-                entry
+                Some(entry)
             }
         };
-        drop(queue);
-        // The stream's end is recorded even if the client is gone.
-        let _ = audit_all(
-            &self.state,
-            self.route_index,
-            &self.req.request_id,
-            vec![closing],
-        )
-        .await;
+        // The stream's end is recorded even if the client is gone or not reading, and after
+        // every record of the stream.
+        if let Some(closing) = closing {
+            let _ = audit_all(
+                &self.state,
+                self.route_index,
+                &self.req.request_id,
+                vec![closing],
+            )
+            .await;
+        }
+        if let End::Fail(e) = end {
+            let _ = queue.send(Out::Cut(e)).await;
+        }
     }
 
     /// Reads until a batch is ready: full, [`BATCH_WINDOW`] after its first line, or the
@@ -349,6 +367,7 @@ struct Releaser {
     state: Arc<State>,
     route_index: usize,
     request_id: String,
+    _slot: Option<Arc<tokio::sync::OwnedSemaphorePermit>>,
 }
 
 impl Releaser {

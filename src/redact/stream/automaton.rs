@@ -143,12 +143,13 @@ impl Dfa {
         let Some(st) = self.states.get(s as usize) else {
             return DEAD;
         };
-        // Most states name a handful of keys: compare lengths first, then bytes.
+        // Most states name a handful of keys: a linear scan (`str` equality compares lengths
+        // first) beats the binary search's ordered comparisons.
         if st.literal.len() <= 8 {
             return st
                 .literal
                 .iter()
-                .find(|(k, _)| k.len() == key.len() && **k == *key)
+                .find(|(k, _)| **k == *key)
                 .map_or(st.other, |t| t.1);
         }
         match st.literal.binary_search_by(|(k, _)| (**k).cmp(key)) {

@@ -24,25 +24,34 @@ pub struct Element<'a> {
 /// What [`collection`] found in a document.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Found<'a> {
-    /// The array's elements in order; `None` when there is no array at the path.
+    /// The array's elements in order, at most `keep` of them; `None` when there is no array
+    /// at the path.
     pub elements: Option<Vec<Element<'a>>>,
+    /// How many elements the array holds (all of them, kept or not).
+    pub count: u64,
     /// `(i, text)` for each `envelope[i]` present at the top level with a scalar value, in
     /// the document's order.
     pub envelope: Vec<(usize, &'a [u8])>,
 }
 
 /// Validates `doc` and finds the array at `path` (object keys from the top; empty: the
-/// document is the array), each element's string at `subject`, and the top-level scalars
-/// named by `envelope`.
+/// document is the array), each element's string at `subject` for the first `keep` elements
+/// (the rest are validated and counted only, so memory is bounded by `keep`), and the
+/// top-level scalars named by `envelope`.
 pub fn collection<'a>(
     doc: &'a [u8],
     path: &[String],
     subject: &[String],
     envelope: &[String],
+    keep: usize,
 ) -> Result<Found<'a>, StreamError> {
     let mut sc = Scanner::new(doc);
     let mut found = Found::default();
-    let want = Want { subject, envelope };
+    let want = Want {
+        subject,
+        envelope,
+        keep,
+    };
     want.at_path(&mut sc, 0, path, &mut found)?;
     sc.end()?;
     Ok(found)
@@ -64,6 +73,7 @@ pub fn record<'a>(
 struct Want<'w> {
     subject: &'w [String],
     envelope: &'w [String],
+    keep: usize,
 }
 
 impl Want<'_> {
@@ -77,7 +87,9 @@ impl Want<'_> {
     ) -> Result<(), StreamError> {
         let Some((first, rest)) = rest.split_first() else {
             return if sc.peek() == Some(b'[') {
-                found.elements = Some(self.elements(sc, depth)?);
+                let (elements, count) = self.elements(sc, depth)?;
+                found.elements = Some(elements);
+                found.count = count;
                 Ok(())
             } else {
                 sc.skip(depth)
@@ -111,28 +123,35 @@ impl Want<'_> {
         Ok(self.envelope.iter().position(|name| *name == *text))
     }
 
-    /// The array that starts here: each element's text and subject.
+    /// The array that starts here: the first `keep` elements' text and subject, and how many
+    /// elements it holds.
     fn elements<'a>(
         &self,
         sc: &mut Scanner<'a>,
         depth: usize,
-    ) -> Result<Vec<Element<'a>>, StreamError> {
+    ) -> Result<(Vec<Element<'a>>, u64), StreamError> {
         let inner = nest(depth)?;
         sc.expect(b'[')?;
         let mut elements = Vec::new();
+        let mut count = 0u64;
         if sc.empty(b']') {
-            return Ok(elements);
+            return Ok((elements, count));
         }
         loop {
-            sc.peek();
-            let start = sc.pos();
-            let subject = string_at(sc, inner, self.subject)?;
-            elements.push(Element {
-                text: sc.slice(start, sc.pos()),
-                subject,
-            });
+            count += 1;
+            if elements.len() < self.keep {
+                sc.peek();
+                let start = sc.pos();
+                let subject = string_at(sc, inner, self.subject)?;
+                elements.push(Element {
+                    text: sc.slice(start, sc.pos()),
+                    subject,
+                });
+            } else {
+                sc.skip(inner)?;
+            }
             if !sc.more(b']')? {
-                return Ok(elements);
+                return Ok((elements, count));
             }
         }
     }
@@ -257,12 +276,13 @@ mod tests {
         ) {
             let text = write(&doc, escape);
             let envelope = vec!["b".to_owned(), "id".to_owned()];
-            let found = collection(&text, &at, &subject, &envelope).unwrap();
+            let found = collection(&text, &at, &subject, &envelope, usize::MAX).unwrap();
             let want = get_path(&doc, &at).and_then(Value::as_array);
             match (found.elements, want) {
                 (None, None) => {}
                 (Some(got), Some(want)) => {
                     prop_assert_eq!(got.len(), want.len());
+                    prop_assert_eq!(found.count, want.len() as u64);
                     for (g, w) in got.iter().zip(want) {
                         let parsed: Value = serde_json::from_slice(g.text).unwrap();
                         prop_assert_eq!(&parsed, w);
@@ -295,7 +315,7 @@ mod tests {
         fn accepts_no_more_than_serde(text in prop::collection::vec(
             prop_oneof![Just(b'{'), Just(b'}'), Just(b'['), Just(b']'), Just(b'"'), Just(b':'),
                         Just(b','), Just(b'a'), Just(b'1'), Just(b' ')], 0..24)) {
-            if collection(&text, &[], &[], &[]).is_ok() {
+            if collection(&text, &[], &[], &[], usize::MAX).is_ok() {
                 prop_assert!(serde_json::from_slice::<Value>(&text).is_ok());
             }
             if record(&text, &path("a")).is_ok() {
@@ -310,10 +330,20 @@ mod tests {
             {"id": "c-1", "n": [1, {"id": "no"}]}, 7, {"customer": {"id": "c-2"}}, {"id": 3}
         ]}, "next": "abc"}"#;
         let envelope = vec!["next".to_owned(), "total".to_owned(), "meta".to_owned()];
-        let found = collection(text, &path("data.items"), &path("id"), &envelope).unwrap();
+        let found = collection(
+            text,
+            &path("data.items"),
+            &path("id"),
+            &envelope,
+            usize::MAX,
+        )
+        .unwrap();
         let elements = found.elements.unwrap();
         let subjects: Vec<Option<&str>> = elements.iter().map(|e| e.subject.as_deref()).collect();
         assert_eq!(subjects, [Some("c-1"), None, None, None]);
+        assert_eq!(found.count, 4);
+        let kept = collection(text, &path("data.items"), &path("id"), &envelope, 1).unwrap();
+        assert_eq!((kept.elements.unwrap().len(), kept.count), (1, 4));
         assert_eq!(elements[1].text, b"7");
         assert_eq!(found.envelope, vec![(1, &b"2"[..]), (0, &b"\"abc\""[..])]);
     }
@@ -322,21 +352,21 @@ mod tests {
     fn refuses_duplicates_and_depth_anywhere() {
         let dup = br#"[{"id": "a"}, {"x": {"k": 1, "k": 2}}]"#;
         assert_eq!(
-            collection(dup, &[], &path("id"), &[]),
+            collection(dup, &[], &path("id"), &[], usize::MAX),
             Err(StreamError::DuplicateKey)
         );
         let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
         assert_eq!(
-            collection(deep.as_bytes(), &[], &[], &[]),
+            collection(deep.as_bytes(), &[], &[], &[], usize::MAX),
             Err(StreamError::TooDeep)
         );
         assert_eq!(
-            collection(b"[1] x", &[], &[], &[]),
+            collection(b"[1] x", &[], &[], &[], usize::MAX),
             Err(StreamError::Syntax)
         );
         let dup_top = br#"{"items": [], "items": [{"id": "a"}]}"#;
         assert_eq!(
-            collection(dup_top, &path("items"), &path("id"), &[]),
+            collection(dup_top, &path("items"), &path("id"), &[], 0),
             Err(StreamError::DuplicateKey)
         );
     }
