@@ -60,12 +60,6 @@ pub fn get_path<'v>(value: &'v Value, path: &[String]) -> Option<&'v Value> {
         .try_fold(value, |v, key| v.as_object()?.get(key))
 }
 
-/// The value at `path`, mutably.
-pub fn get_path_mut<'v>(value: &'v mut Value, path: &[String]) -> Option<&'v mut Value> {
-    path.iter()
-        .try_fold(value, |v, key| v.as_object_mut()?.get_mut(key))
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -5,7 +5,7 @@ mod normalize;
 mod template;
 
 pub use collection::{
-    Collection, CollectionFormat, DEFAULT_MAX_ELEMENTS, get_path, get_path_mut, parse_field_path,
+    Collection, CollectionFormat, DEFAULT_MAX_ELEMENTS, get_path, parse_field_path,
 };
 pub use normalize::{PathError, decode_segment, normalize};
 pub use template::{Match, Template, TemplateError};

@@ -150,7 +150,7 @@ fn run_list(
     input_json: &str,
     out: &mut dyn Write,
 ) -> std::io::Result<i32> {
-    use crate::routing::{get_path, get_path_mut, parse_field_path};
+    use crate::routing::parse_field_path;
     let (path, subject) = match (
         parse_field_path(shape.path),
         parse_field_path(shape.subject),
@@ -168,14 +168,21 @@ fn run_list(
             return Ok(2);
         }
     };
-    let mut doc: Value = match serde_json::from_str(input_json) {
-        Ok(v) => v,
+    // Read as the gateway reads a collection: one strict pass (a key named twice is refused).
+    let found = match crate::redact::locate::collection(
+        input_json.as_bytes(),
+        &path,
+        &subject,
+        &[],
+        usize::MAX,
+    ) {
+        Ok(found) => found,
         Err(e) => {
-            writeln!(out, "the input is not valid JSON: {e}")?;
+            writeln!(out, "the input cannot be read as the gateway reads it: {e}")?;
             return Ok(2);
         }
     };
-    let Some(Value::Array(items)) = get_path_mut(&mut doc, &path) else {
+    let Some(items) = found.elements else {
         writeln!(
             out,
             "the input has no array of records at \"{}\"",
@@ -183,7 +190,6 @@ fn run_list(
         )?;
         return Ok(2);
     };
-    let items = std::mem::take(items);
     let set = match PolicySet::load_dir(dir, &test_options()) {
         Ok(set) => set,
         Err(e) => {
@@ -203,11 +209,11 @@ fn run_list(
     write_header(&policy, &p, consent, gpc, decision, out)?;
     let mut released = Vec::new();
     let count = items.len();
-    for (i, mut record) in items.into_iter().enumerate() {
-        let id = get_path(&record, &subject)
-            .and_then(Value::as_str)
+    for (i, item) in items.into_iter().enumerate() {
+        let id = item
+            .subject
             .filter(|s| crate::consent::validate_subject(s).is_ok())
-            .map(str::to_owned);
+            .map(|s| s.into_owned());
         let Some(id) = id else {
             writeln!(
                 out,
@@ -221,6 +227,11 @@ fn run_list(
             continue;
         }
         writeln!(out, "record {i} ({id}): released")?;
+        // The element's text was validated above.
+        let Ok(mut record) = serde_json::from_slice::<Value>(item.text) else {
+            writeln!(out, "record {i}: not readable")?;
+            return Ok(2);
+        };
         let (outcome, steps) = p.apply_explain(&mut record);
         write_steps(&steps, &outcome, "  ", out)?;
         released.push(record);
@@ -356,5 +367,21 @@ mod tests {
         );
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("record 0 (c-1): withheld"), "{text}");
+        // A key named twice is refused, as the gateway refuses it.
+        let mut out = Vec::new();
+        let twice = r#"{"items": [{"id": "c-1", "id": "c-2"}]}"#;
+        let code = explain_list(
+            &dir,
+            "eu",
+            "marketing",
+            ConsentState::Granted,
+            false,
+            &shape,
+            twice,
+            &mut out,
+        );
+        assert_eq!(code, 2);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("names the same key twice"), "{text}");
     }
 }
