@@ -80,8 +80,6 @@ async fn default_support_hides_every_value_whole() {
     assert_eq!(record["redactions"]["card_number"], 2, "{record}");
     assert_eq!(record["redactions"]["iban"], 2, "{record}");
     assert_eq!(record["redactions"]["us_ssn"], 2, "{record}");
-    for v in VALUES {
-        assert!(!line.contains(v), "{v:?} in the audit record");
-    }
+    assert_no_markers("the audit record", &line, VALUES);
     gw.shutdown().await;
 }
