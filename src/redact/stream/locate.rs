@@ -195,7 +195,7 @@ fn members<'a>(
 ) -> Result<(), StreamError> {
     nest(depth)?;
     sc.expect(b'{')?;
-    let mark = sc.open_object();
+    sc.open_object();
     if !sc.empty(b'}') {
         loop {
             let key = sc.key()?;
@@ -205,7 +205,7 @@ fn members<'a>(
             }
         }
     }
-    sc.close_object(mark)
+    sc.close_object()
 }
 
 /// Whether a scanned key is `name` (escapes decoded).

@@ -13,11 +13,12 @@ use super::StreamError;
 /// limit), so documents it accepts are exactly those within this bound.
 pub(crate) const MAX_NESTING: usize = 127;
 
-/// Bytes a string scan can pass over without a closer look: printable ASCII other than `"` and `\`.
+/// Bytes a string scan can pass over without a closer look: all but `"`, `\` and control bytes
+/// (non-ASCII bytes are checked as UTF-8 once the string ends).
 static PLAIN: [bool; 256] = {
     let mut t = [false; 256];
     let mut b = 0x20;
-    while b < 0x80 {
+    while b < 0x100 {
         t[b] = b != b'"' as usize && b != b'\\' as usize;
         b += 1;
     }
@@ -27,12 +28,10 @@ static PLAIN: [bool; 256] = {
 /// A string token: the bytes between its quotes, as written.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Str<'a> {
-    /// The raw bytes between the quotes (escapes not decoded).
+    /// The raw bytes between the quotes (escapes not decoded; UTF-8 already validated).
     pub(crate) raw: &'a [u8],
     /// Whether `raw` holds a backslash escape.
     pub(crate) escaped: bool,
-    /// `raw` as text, when the scan already checked its UTF-8 (it does for non-ASCII bytes).
-    checked: Option<&'a str>,
 }
 
 impl<'a> Str<'a> {
@@ -42,8 +41,6 @@ impl<'a> Str<'a> {
             let mut s = String::with_capacity(self.raw.len());
             unescape(self.raw, &mut s)?;
             Ok(Cow::Owned(s))
-        } else if let Some(text) = self.checked {
-            Ok(Cow::Borrowed(text))
         } else {
             std::str::from_utf8(self.raw)
                 .map(Cow::Borrowed)
@@ -58,10 +55,10 @@ pub(crate) struct Scanner<'a> {
     pos: usize,
     /// Keys of the open objects (skipped ones too), for the duplicate check.
     keys: Vec<Key>,
+    /// One frame per open object, innermost last.
+    frames: Vec<Frame>,
     /// Decoded text of keys written with escapes (never truncated within a document).
     decoded: Vec<u8>,
-    /// Object frames of [`Scanner::skip`] (kept for its allocation).
-    marks: Vec<usize>,
 }
 
 impl<'a> Scanner<'a> {
@@ -72,7 +69,7 @@ impl<'a> Scanner<'a> {
             // Sized for a typical record, so a small document allocates once.
             keys: Vec::with_capacity(64),
             decoded: Vec::new(),
-            marks: Vec::with_capacity(8),
+            frames: Vec::with_capacity(8),
         }
     }
 
@@ -150,59 +147,77 @@ impl<'a> Scanner<'a> {
     }
 
     /// Scans a string after its opening quote.
+    #[inline]
     fn string_body(&mut self) -> Result<Str<'a>, StreamError> {
+        let start = self.pos;
+        let escaped = self.string_tail()?;
+        Ok(Str {
+            raw: self.slice(start, self.pos - 1),
+            escaped,
+        })
+    }
+
+    /// Validates a string after its opening quote and passes its closing quote; whether it
+    /// holds an escape. (A flag, not a [`Str`]: the hot loops build what they need from
+    /// positions, so no struct makes a round trip through memory.)
+    #[inline(always)]
+    fn string_tail(&mut self) -> Result<bool, StreamError> {
         let start = self.pos;
         let mut escaped = false;
         let mut ascii = true;
         loop {
-            self.plain_run();
-            match self.buf.get(self.pos) {
+            let (stop, high) = self.plain_run();
+            ascii &= !high;
+            match stop {
                 Some(b'"') => break,
                 Some(b'\\') => {
                     escaped = true;
                     self.pos += 1;
                     self.escape()?;
                 }
-                Some(&b) if b >= 0x80 => {
-                    ascii = false;
-                    self.pos += 1;
-                }
                 _ => return Err(StreamError::Syntax),
             }
         }
-        let raw = self.slice(start, self.pos);
+        if !ascii && std::str::from_utf8(self.slice(start, self.pos)).is_err() {
+            return Err(StreamError::Syntax);
+        }
         self.pos += 1;
-        let checked = if ascii {
-            None
-        } else {
-            Some(std::str::from_utf8(raw).map_err(|_| StreamError::Syntax)?)
-        };
-        Ok(Str {
-            raw,
-            escaped,
-            checked,
-        })
+        Ok(escaped)
     }
 
-    /// Passes over plain string bytes, eight at a time while none of them needs a look.
-    #[inline]
-    fn plain_run(&mut self) {
+    /// Passes over string bytes that need no look (all but `"`, `\` and control bytes), eight
+    /// at a time; the byte it stopped at (`None` at the end of the input) and whether it passed
+    /// a non-ASCII byte (the caller then checks the string's UTF-8 once, as a whole).
+    ///
+    /// The lowest flagged byte of a word is the first that needs a look (see [`escapes`]), and
+    /// is read out of the word itself, so a short string ends without a byte loop or a reload.
+    #[inline(always)]
+    fn plain_run(&mut self) -> (Option<u8>, bool) {
+        let mut high = 0;
         while let Some(chunk) = self.buf.get(self.pos..self.pos + 8) {
             let Ok(word) = <[u8; 8]>::try_from(chunk) else {
                 break;
             };
-            if needs_look(u64::from_le_bytes(word)) {
-                break;
+            let w = u64::from_le_bytes(word);
+            let mask = escapes(w);
+            if mask != 0 {
+                // The flag is a byte's high bit: `bits` is that byte's offset in bits (< 64).
+                let bits = mask.trailing_zeros() & !7;
+                let below = (1u64 << bits) - 1;
+                self.pos += (bits / 8) as usize;
+                return (Some((w >> bits) as u8), (high | w & below) & HIGH != 0);
             }
+            high |= w;
             self.pos += 8;
         }
-        while self
-            .buf
-            .get(self.pos)
-            .is_some_and(|&b| PLAIN[usize::from(b)])
-        {
+        while let Some(&b) = self.buf.get(self.pos) {
+            if !PLAIN[usize::from(b)] {
+                return (Some(b), high & HIGH != 0);
+            }
+            high |= u64::from(b);
             self.pos += 1;
         }
+        (None, high & HIGH != 0)
     }
 
     /// Validates one escape after its backslash.
@@ -296,37 +311,90 @@ impl<'a> Scanner<'a> {
         Err(StreamError::Syntax)
     }
 
-    /// Marks the start of an object's keys for [`Scanner::key`] / [`Scanner::close_object`].
-    pub(crate) fn open_object(&self) -> usize {
-        self.keys.len()
+    /// Opens an object frame for [`Scanner::key`]; [`Scanner::close_object`] ends it.
+    #[inline]
+    pub(crate) fn open_object(&mut self) {
+        self.frames.push(Frame {
+            mark: self.keys.len(),
+            summary: 0,
+        });
     }
 
     /// Scans a member's key and its `:`; remembers the key for the duplicate check.
+    #[inline]
     pub(crate) fn key(&mut self) -> Result<Str<'a>, StreamError> {
+        let (start, end, escaped) = self.member_key()?;
+        Ok(Str {
+            raw: self.slice(start, end),
+            escaped,
+        })
+    }
+
+    /// [`Scanner::key`] for the skipping loop: where the key's text starts and ends (inside its
+    /// quotes) and whether it holds an escape.
+    #[inline(always)]
+    fn member_key(&mut self) -> Result<(usize, usize, bool), StreamError> {
         if self.peek() != Some(b'"') {
             return Err(StreamError::Syntax);
         }
         self.pos += 1;
         let start = self.pos;
-        let key = self.string_body()?;
-        self.remember(key, start)?;
+        let escaped = self.string_tail()?;
+        let end = self.pos - 1;
+        let raw = self.slice(start, end);
+        let key = if escaped {
+            self.decode_key(raw)?
+        } else {
+            Key::new(start, raw, false)?
+        };
+        self.remember(key)?;
         self.expect(b':')?;
-        Ok(key)
+        Ok((start, end, escaped))
     }
 
-    /// Records a key (its decoded bytes) for the duplicate check.
-    fn remember(&mut self, key: Str<'a>, start: usize) -> Result<(), StreamError> {
-        let k = if key.escaped {
-            let mut text = String::with_capacity(key.raw.len());
-            unescape(key.raw, &mut text)?;
-            let at = self.decoded.len();
-            self.decoded.extend_from_slice(text.as_bytes());
-            Key::new(at, text.as_bytes(), true)?
-        } else {
-            Key::new(start, key.raw, false)?
+    /// A key written with escapes, by its decoded bytes.
+    #[cold]
+    fn decode_key(&mut self, raw: &[u8]) -> Result<Key, StreamError> {
+        let mut text = String::with_capacity(raw.len());
+        unescape(raw, &mut text)?;
+        let at = self.decoded.len();
+        self.decoded.extend_from_slice(text.as_bytes());
+        Key::new(at, text.as_bytes(), true)
+    }
+
+    /// Adds a key to the innermost open object, refusing it if that object already has it.
+    ///
+    /// Each frame keeps a 64-bit summary of its keys' tags: a key whose bit is not set yet is
+    /// new, so most keys cost a multiply and an `or`; one whose bit is set is compared with the
+    /// object's earlier keys. Past [`EAGER_KEYS`] keys the frame stops checking eagerly and
+    /// sorts its keys once when it closes, so a huge object costs O(n log n), not O(n²).
+    #[inline(always)]
+    fn remember(&mut self, key: Key) -> Result<(), StreamError> {
+        let Some(frame) = self.frames.last_mut() else {
+            return Err(StreamError::Syntax);
         };
-        self.keys.push(k);
+        let count = self.keys.len() - frame.mark;
+        if count < EAGER_KEYS {
+            let bit = 1u64 << (key.tag.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58);
+            let (seen, mark) = (frame.summary & bit != 0, frame.mark);
+            frame.summary |= bit;
+            if seen && self.has_key(mark, key) {
+                return Err(StreamError::DuplicateKey);
+            }
+        }
+        self.keys.push(key);
         Ok(())
+    }
+
+    /// Whether the keys from `mark` on include `key`.
+    #[cold]
+    fn has_key(&self, mark: usize, key: Key) -> bool {
+        let bytes = self.key_bytes(key);
+        self.keys
+            .get(mark..)
+            .unwrap_or_default()
+            .iter()
+            .any(|&k| k.tag == key.tag && self.key_bytes(k) == bytes)
     }
 
     fn key_bytes(&self, k: Key) -> &[u8] {
@@ -338,23 +406,20 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// Ends an object opened at `mark`: refuses it if it named a key twice.
-    pub(crate) fn close_object(&mut self, mark: usize) -> Result<(), StreamError> {
-        let keys = self.keys.get(mark..).unwrap_or_default();
-        // Small objects (the common case) compare pairwise, mostly on lengths; big ones sort.
-        let duplicate = if keys.len() <= 16 {
-            keys.iter().enumerate().any(|(i, &a)| {
-                keys.get(i + 1..)
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|&b| a.tag == b.tag && self.key_bytes(a) == self.key_bytes(b))
-            })
-        } else {
+    /// Ends the innermost object: refuses it if it named a key twice (checked as its keys came,
+    /// and here for the keys past [`EAGER_KEYS`]).
+    #[inline]
+    pub(crate) fn close_object(&mut self) -> Result<(), StreamError> {
+        let Some(frame) = self.frames.pop() else {
+            return Err(StreamError::Syntax);
+        };
+        let keys = self.keys.get(frame.mark..).unwrap_or_default();
+        let duplicate = keys.len() > EAGER_KEYS && {
             let mut sorted: Vec<&[u8]> = keys.iter().map(|&k| self.key_bytes(k)).collect();
             sorted.sort_unstable();
             sorted.windows(2).any(|w| w.first() == w.get(1))
         };
-        self.keys.truncate(mark);
+        self.keys.truncate(frame.mark);
         if duplicate {
             Err(StreamError::DuplicateKey)
         } else {
@@ -365,16 +430,8 @@ impl<'a> Scanner<'a> {
     /// Validates the value that starts here (at `depth` open containers) and passes over it.
     ///
     /// One loop, no recursion: the kinds of the containers opened here are bits of `kinds`
-    /// (nesting is bounded by [`MAX_NESTING`] < 128), object frames are marks into `keys`.
+    /// (nesting is bounded by [`MAX_NESTING`] < 128), objects are frames as in [`Scanner::key`].
     pub(crate) fn skip(&mut self, depth: usize) -> Result<(), StreamError> {
-        let mut marks = std::mem::take(&mut self.marks);
-        marks.clear();
-        let result = self.skip_with(depth, &mut marks);
-        self.marks = marks;
-        result
-    }
-
-    fn skip_with(&mut self, depth: usize, marks: &mut Vec<usize>) -> Result<(), StreamError> {
         let mut kinds: u128 = 0;
         let mut open = 0usize;
         loop {
@@ -386,8 +443,8 @@ impl<'a> Scanner<'a> {
                     if !self.empty(b'}') {
                         kinds |= 1 << open;
                         open += 1;
-                        marks.push(self.keys.len());
-                        self.key()?;
+                        self.open_object();
+                        self.member_key()?;
                         continue;
                     }
                 }
@@ -402,7 +459,7 @@ impl<'a> Scanner<'a> {
                 }
                 Some(b'"') => {
                     self.pos += 1;
-                    self.string_body()?;
+                    self.string_tail()?;
                 }
                 Some(b'-' | b'0'..=b'9') => {
                     self.number()?;
@@ -420,15 +477,14 @@ impl<'a> Scanner<'a> {
                     Some(b',') => {
                         self.pos += 1;
                         if object {
-                            self.key()?;
+                            self.member_key()?;
                         }
                         break;
                     }
                     Some(b'}') if object => {
                         self.pos += 1;
                         open = level;
-                        let mark = marks.pop().unwrap_or(self.keys.len());
-                        self.close_object(mark)?;
+                        self.close_object()?;
                     }
                     Some(b']') if !object => {
                         self.pos += 1;
@@ -439,6 +495,16 @@ impl<'a> Scanner<'a> {
             }
         }
     }
+}
+
+/// Keys of one object checked for duplicates as they come; a bigger object sorts the rest.
+const EAGER_KEYS: usize = 32;
+
+/// An open object: where its keys start in [`Scanner::keys`] and a summary of their tags.
+#[derive(Debug, Clone, Copy)]
+struct Frame {
+    mark: usize,
+    summary: u64,
 }
 
 /// A remembered key: a range of the input, or of the decoded-keys buffer.
@@ -470,7 +536,8 @@ const HIGH: u64 = 0x8080_8080_8080_8080;
 
 /// The bytes of `w` that are `"`, `\\` or a control character, marked by their high bit (the
 /// usual zero-byte test: `(v - 0x01…) & !v` has a high bit set exactly where a byte of `v` is
-/// zero, below its first zero byte at least, which is all an "any" test needs).
+/// zero, below its first zero byte at least: the lowest mark is exact, which is all an "any" or
+/// a "first" test needs; non-ASCII bytes are never marked below it).
 #[inline]
 fn escapes(w: u64) -> u64 {
     let zero = |v: u64| v.wrapping_sub(ONES) & !v;
@@ -478,12 +545,6 @@ fn escapes(w: u64) -> u64 {
     let backslash = zero(w ^ (ONES * u64::from(b'\\')));
     let control = w.wrapping_sub(ONES * 0x20) & !w;
     (quote | backslash | control) & HIGH
-}
-
-/// Whether any byte of `w` is `"`, `\\`, a control character or not ASCII.
-#[inline]
-fn needs_look(w: u64) -> bool {
-    escapes(w) | (w & HIGH) != 0
 }
 
 /// Whether any byte of `w` is `"`, `\\` or a control character: a byte JSON text must escape.
@@ -566,9 +627,10 @@ mod tests {
 
     proptest! {
         #[test]
-        fn the_word_test_agrees_with_the_byte_table(word in any::<[u8; 8]>()) {
-            let slow = word.iter().any(|&b| !PLAIN[usize::from(b)]);
-            prop_assert_eq!(needs_look(u64::from_le_bytes(word)), slow);
+        fn the_word_test_finds_the_first_byte_the_table_flags(word in prop::array::uniform8(prop_oneof![any::<u8>(), Just(b'"'), Just(b'\\'), Just(0x1f), Just(0x20), Just(0x7f), Just(0x80), Just(b'a')])) {
+            let first = word.iter().position(|&b| !PLAIN[usize::from(b)]);
+            let mask = escapes(u64::from_le_bytes(word));
+            prop_assert_eq!((mask != 0).then(|| (mask.trailing_zeros() / 8) as usize), first);
         }
 
         #[test]
@@ -578,11 +640,44 @@ mod tests {
         }
 
         #[test]
-        fn plain_runs_stop_where_the_table_says(bytes in prop::collection::vec(prop_oneof![Just(b'a'), Just(b'"'), Just(b'\\'), Just(0x1f), Just(0x80), Just(b' ')], 0..40)) {
+        fn duplicate_keys_are_found_in_objects_of_any_size(
+            escapes in prop::collection::vec(any::<bool>(), 0..90),
+            copy in prop::option::of((any::<prop::sample::Index>(), any::<prop::sample::Index>())),
+            nested in any::<bool>(),
+        ) {
+            // Distinct keys `k0`, `k1`, … (some spelt with an escape: `\u006b` is `k`), and
+            // maybe one of them again at any place: a duplicate is a decoded name seen twice,
+            // whatever the spelling and however big the object.
+            let mut names: Vec<usize> = (0..escapes.len()).collect();
+            if let (Some((which, at)), false) = (copy, names.is_empty()) {
+                let name = names[which.index(names.len())];
+                names.insert(at.index(names.len() + 1), name);
+            }
+            let duplicate = names.len() > escapes.len();
+            let members: Vec<String> = names
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| {
+                    let k = if escapes[i % escapes.len()] { "\\u006b" } else { "k" };
+                    format!("\"{k}{n}\":{n}")
+                })
+                .collect();
+            let object = format!("{{{}}}", members.join(","));
+            let doc = if nested { format!("[1,{{\"in\":{object}}},{{}}]") } else { object };
+            let mut sc = Scanner::new(doc.as_bytes());
+            let got = sc.skip(0).and_then(|()| sc.end());
+            prop_assert_eq!(got, if duplicate { Err(StreamError::DuplicateKey) } else { Ok(()) }, "{}", doc);
+            prop_assert_eq!(crate::json::check(doc.as_bytes()).is_err(), duplicate);
+        }
+
+        #[test]
+        fn plain_runs_stop_where_the_table_says(bytes in prop::collection::vec(prop_oneof![Just(b'a'), Just(b'"'), Just(b'\\'), Just(0x1f), Just(0x7f), Just(0x80), Just(0xff), Just(b' ')], 0..40)) {
             let mut sc = Scanner::new(&bytes);
-            sc.plain_run();
+            let (stop, high) = sc.plain_run();
             let expected = bytes.iter().position(|&b| !PLAIN[usize::from(b)]).unwrap_or(bytes.len());
             prop_assert_eq!(sc.pos(), expected);
+            prop_assert_eq!(stop, bytes.get(expected).copied());
+            prop_assert_eq!(high, bytes[..expected].iter().any(|&b| b >= 0x80));
         }
     }
 }

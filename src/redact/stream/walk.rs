@@ -164,7 +164,7 @@ impl<'p, 'a, 'o> Walk<'p, 'a, 'o> {
         let depth = nest(depth)?;
         self.sc.expect(b'{')?;
         self.out.push(b'{');
-        let mark = self.sc.open_object();
+        self.sc.open_object();
         let mut first = true;
         if !self.sc.empty(b'}') {
             loop {
@@ -175,7 +175,7 @@ impl<'p, 'a, 'o> Walk<'p, 'a, 'o> {
                 }
             }
         }
-        self.sc.close_object(mark)?;
+        self.sc.close_object()?;
         self.out.push(b'}');
         Ok(())
     }
