@@ -509,7 +509,7 @@ async fn deeply_nested_json_is_blocked_without_a_stack_overflow() {
     b.expect_blocked("deep-in-allowed", "unprocessable_upstream_body")
         .await;
     assert!(
-        start.elapsed() < Duration::from_secs(3),
+        start.elapsed() < Duration::from_secs(10),
         "{:?}",
         start.elapsed()
     );
@@ -537,7 +537,7 @@ async fn huge_strings_and_escapes_are_redacted_duplicate_keys_refused() {
     assert_eq!(r.status.as_u16(), 200, "{}", r.text());
     assert_reply_clean("huge-string", &r, PII_MARKERS);
     assert!(
-        start.elapsed() < Duration::from_secs(3),
+        start.elapsed() < Duration::from_secs(10),
         "{:?}",
         start.elapsed()
     );

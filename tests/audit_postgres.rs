@@ -1408,6 +1408,8 @@ async fn sigkill_under_load_releases_no_200_without_its_committed_record() {
     let stop = Arc::new(AtomicBool::new(false));
     let t = crm();
     let mut tasks = Vec::new();
+    // Releases on A, for the kill below.
+    let on_a_now = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for (w, gw) in [
         a.bin.gw, a.bin.gw, a.bin.gw, a.bin.gw, a.bin.gw, a.bin.gw, b.bin.gw, b.bin.gw,
     ]
@@ -1415,6 +1417,7 @@ async fn sigkill_under_load_releases_no_200_without_its_committed_record() {
     .enumerate()
     {
         let (stop, t) = (stop.clone(), t.clone());
+        let counter = (gw == a.bin.gw).then(|| on_a_now.clone());
         tasks.push(tokio::spawn(async move {
             let mut released = Vec::new();
             let mut n = 0u32;
@@ -1426,7 +1429,12 @@ async fn sigkill_under_load_releases_no_200_without_its_committed_record() {
                     "order_fulfilment"
                 };
                 match try_access(gw, &format!("k-{}", (n as usize + w) % 4), purpose, &t).await {
-                    Ok(r) if r.status == StatusCode::OK => released.push(request_id(&r)),
+                    Ok(r) if r.status == StatusCode::OK => {
+                        if let Some(c) = &counter {
+                            c.fetch_add(1, Ordering::Relaxed);
+                        }
+                        released.push(request_id(&r));
+                    }
                     Ok(_) => {}
                     Err(_) => break,
                 }
@@ -1434,7 +1442,12 @@ async fn sigkill_under_load_releases_no_200_without_its_committed_record() {
             (gw, released)
         }));
     }
+    // Load for a while, and until A released enough, however slow the machine.
     sleep_ms(1500).await;
+    let started = std::time::Instant::now();
+    while on_a_now.load(Ordering::Relaxed) <= 20 && started.elapsed() < Duration::from_secs(30) {
+        sleep_ms(20).await;
+    }
     a.bin.signal("KILL");
     sleep_ms(200).await;
     stop.store(true, Ordering::Relaxed);

@@ -454,10 +454,14 @@ async fn ndjson_lines_are_decided_audited_and_released_as_they_arrive() {
     assert_eq!(tail[1]["subject"], "c-eu-1");
     assert_eq!(tail[1]["decision"], "allow");
     // Lines keep flowing, each wait shorter than upstream_timeout (1 s), for longer than it.
-    for id in ["c-ca-1", "c-def-1"] {
-        sleep_ms(600).await;
+    // (400 ms each: the stall timer also spans the previous chunk's batch window and fsync;
+    // three lines, as the export's max_elements is 5.)
+    for (i, id) in ["c-ca-1", "c-def-1", "c-ca-1"].into_iter().enumerate() {
+        sleep_ms(400).await;
         tx.send(line(id)).await.unwrap();
-        let chunk = next_chunk(&mut body).await.unwrap();
+        let chunk = next_chunk(&mut body)
+            .await
+            .unwrap_or_else(|e| panic!("line {i}: {e}"));
         let got: Value = serde_json::from_slice(chunk.trim_ascii()).unwrap();
         assert_eq!(got["id"], id);
     }
@@ -473,7 +477,7 @@ async fn ndjson_lines_are_decided_audited_and_released_as_they_arrive() {
     let last = records.last().unwrap();
     assert_eq!(last["subject"], Value::Null);
     assert_eq!(last["reason"], "payload_too_large");
-    assert_eq!(last["collection"], json!({"index": 4, "count": null}));
+    assert_eq!(last["collection"], json!({"index": 5, "count": null}));
     gw.shutdown().await;
 }
 

@@ -91,7 +91,13 @@ async fn sigkill_under_load_loses_no_released_record() {
     let tasks: Vec<_> = (0..CLIENTS)
         .map(|_| tokio::spawn(load(url.clone(), t.clone(), stop.clone())))
         .collect();
+    // Kill once the load has run a while and the upstream has answered enough requests that at
+    // least 50 were released (at most CLIENTS are in flight), however slow the machine.
     sleep_ms(1500).await;
+    let started = std::time::Instant::now();
+    while up.count() < 50 + CLIENTS && started.elapsed() < Duration::from_secs(30) {
+        sleep_ms(20).await;
+    }
     let mut bin = bin;
     bin.child.kill().unwrap(); // SIGKILL
     bin.child.wait().unwrap();

@@ -122,11 +122,7 @@ async fn dashboard_shows_the_seeded_figures_in_a_real_browser() {
     let gw = TestGateway::start(&config_text(up.addr, "")).await;
     stats_seed::seed(&gw).await;
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let driver = Driver {
         child: Command::new(chromedriver)
             .arg(format!("--port={port}"))

@@ -321,7 +321,7 @@ async fn an_exchange_whose_client_disconnects_still_gets_its_record() {
         send_and_hang_up(gw.addr, method, &rid, &t).await;
         // The upstream is called once the exchange is decided, and its answer is audited.
         let mut records = Vec::new();
-        for _ in 0..100 {
+        for _ in 0..500 {
             tokio::time::sleep(Duration::from_millis(20)).await;
             records = audit_records(&gw.dir.path().join("data/audit"))
                 .into_iter()
@@ -337,17 +337,26 @@ async fn an_exchange_whose_client_disconnects_still_gets_its_record() {
         assert_eq!(records[0]["decision"], "allow");
     }
     assert_eq!(up.count(), 3);
-    // Every decision counted in the metrics has its record.
-    let metrics = get(&format!("http://{}/metrics", gw.admin), None, &[])
-        .await
-        .text();
-    let decided: u64 = metrics
-        .lines()
-        .filter(|l| l.starts_with("consentgate_decisions_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum();
-    let records = audit_records(&gw.dir.path().join("data/audit"));
-    assert_eq!(decided, records.len() as u64, "{metrics}");
+    // Every decision counted in the metrics has its record. A record is readable once written
+    // and counted once durable, so the count may trail the file by one fsync: poll for it.
+    let records = audit_records(&gw.dir.path().join("data/audit")).len() as u64;
+    let mut seen = (0, String::new());
+    for _ in 0..250 {
+        let metrics = get(&format!("http://{}/metrics", gw.admin), None, &[])
+            .await
+            .text();
+        let decided: u64 = metrics
+            .lines()
+            .filter(|l| l.starts_with("consentgate_decisions_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        seen = (decided, metrics);
+        if seen.0 >= records {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen.0, records, "{}", seen.1);
     gw.shutdown().await;
 }
 

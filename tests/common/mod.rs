@@ -702,13 +702,31 @@ pub fn audit_records(dir: &Path) -> Vec<Value> {
         .collect()
 }
 
-/// A free TCP port on 127.0.0.1 (bound, then released).
+/// A port nothing listens on, for a process started later to bind (the binary's listeners, a
+/// private PostgreSQL cluster, chromedriver).
+///
+/// Taken below the kernel's ephemeral range (32768 and up), where `bind(:0)` and outgoing
+/// connections pick theirs, so nothing else in the run takes it between this call and the
+/// child's bind; each call of a test process gets a different port (a cursor from an offset of
+/// the process id), and one that cannot be bound now is passed over.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % SPAN,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..SPAN {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below the ephemeral range");
 }
 
 /// [`config_text`] with fixed listen ports, for running the real binary.
@@ -913,23 +931,22 @@ pub fn adv_token() -> String {
     token("crm", ADV_PURPOSES, "")
 }
 
-/// `text` with every run of 32 or more lowercase hex digits (hashes, request ids, trace ids) replaced
-/// by `#`: a digest is random hex and contains any short digit string by chance (a SHA-256 holding
-/// `75004` is not a leaked postcode), while no personal value in the fixtures is such a run.
+/// `text` without the random or content-derived parts that hold any short digit string by
+/// chance: runs of 32 or more lowercase hex digits (hashes, request ids, trace ids) become `#`,
+/// policy labels' hashes (`eu@` + 12 hex digits) `@#`, and fractions of seconds in timestamps
+/// `.#`. A SHA-256 holding `75004` is not a leaked postcode; no personal value in the fixtures
+/// has any of these shapes.
 pub fn without_digests(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut run = String::new();
-    for c in text.chars() {
-        if c.is_ascii_digit() || ('a'..='f').contains(&c) {
-            run.push(c);
-            continue;
-        }
-        out.push_str(if run.len() >= 32 { "#" } else { &run });
-        run.clear();
-        out.push(c);
-    }
-    out.push_str(if run.len() >= 32 { "#" } else { &run });
-    out
+    static NOISE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"[0-9a-f]{32,}|@[0-9a-f]{12}\b|(?P<t>\d\d:\d\d:\d\d)\.\d+").unwrap()
+    });
+    NOISE
+        .replace_all(text, |c: &regex::Captures<'_>| match c.name("t") {
+            Some(t) => format!("{}.#", t.as_str()),
+            None if c[0].starts_with('@') => "@#".to_owned(),
+            None => "#".to_owned(),
+        })
+        .into_owned()
 }
 
 /// The markers of `markers` found in `text`, digests aside (see [`without_digests`]).

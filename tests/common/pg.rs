@@ -111,6 +111,8 @@ fn pg_dev(dir: &Path, cmd: &str) -> String {
     let out = std::process::Command::new(script)
         .arg(cmd)
         .env("PGDEV_DIR", dir)
+        // Used when the cluster is created (a restart keeps its port): one no client takes.
+        .env("PGDEV_PORT", super::free_port().to_string())
         .output()
         .unwrap();
     assert!(

@@ -72,7 +72,7 @@ pub async fn seed(gw: &TestGateway) {
     put_consent_status(gw, "c-eu-2", "marketing", "denied").await;
     put_consent_status(gw, "c-eu-3", "marketing", "granted").await;
     withdraw_consent(gw, "c-eu-3", "marketing").await;
-    let expiring = json!({"status": "granted", "expires_at": rfc3339_in(1)}).to_string();
+    let expiring = json!({"status": "granted", "expires_at": rfc3339_in(2)}).to_string();
     assert_eq!(
         put_consent_body(gw, "c-eu-4", "marketing", &expiring)
             .await
@@ -82,7 +82,7 @@ pub async fn seed(gw: &TestGateway) {
     put_consent_status(gw, "c-ca-2", "sale", "denied").await;
     // No region stored: the default region's figures.
     put_consent_status(gw, "c-def-1", "marketing", "granted").await;
-    sleep_ms(1300).await;
+    sleep_ms(2300).await;
 
     let ok = StatusCode::OK;
     let refused = StatusCode::FORBIDDEN;
