@@ -483,6 +483,19 @@ async fn ndjson_lines_are_decided_audited_and_released_as_they_arrive() {
 
 #[tokio::test]
 async fn ndjson_stream_is_cut_off_when_its_records_cannot_be_written() {
+    cut_off_when_records_cannot_be_written(false).await;
+}
+
+/// As above, when the batch that cannot be recorded is the stream's last: the upstream ends
+/// cleanly, the client still sees a cut-off stream, never a clean end after unrecorded lines.
+#[tokio::test]
+async fn ndjson_stream_whose_last_batch_cannot_be_written_ends_cut_off() {
+    cut_off_when_records_cannot_be_written(true).await;
+}
+
+/// Streams a batch that is recorded, then one whose records cannot be written (a directory
+/// stands where the next segment goes), more lines after it or (`last`) none.
+async fn cut_off_when_records_cannot_be_written(last: bool) {
     let slot: Arc<std::sync::Mutex<Option<tokio::sync::mpsc::Sender<Bytes>>>> = Arc::default();
     let feed = slot.clone();
     let up = Upstream::start(Arc::new(move |_seen| {
@@ -549,10 +562,16 @@ collection = {{ format = "ndjson", subject = "id" }}
     std::fs::create_dir(&next).unwrap();
     // The next batch cannot be recorded: the stream ends cut off, none of it released.
     tx.send(lines(3)).await.unwrap();
+    // The last batch: the upstream's body ends here (the sender is dropped).
+    let tx = (!last).then_some(tx);
     let end = next_chunk(&mut body).await;
-    assert!(end.is_err(), "the stream must end in an error, got {end:?}");
-    tx.send(lines(3)).await.ok();
-    drop(tx);
+    assert!(
+        end.as_ref().is_err_and(|e| e != "end of stream"),
+        "the stream must end in an error, not cleanly: got {end:?}"
+    );
+    if let Some(tx) = tx {
+        tx.send(lines(3)).await.ok();
+    }
     sleep_ms(300).await;
     std::fs::remove_dir(&next).unwrap();
     let records = audit(&gw);
