@@ -81,8 +81,11 @@ pub enum GatewayError {
     /// A failure inside the gateway (store error, bug). Details go to the log only.
     #[error("internal error; the request was denied")]
     Internal,
-    /// More requests are in flight than `gateway.max_in_flight`: shed before any work.
-    #[error("the gateway is at its limit of requests in flight; retry after a second")]
+    /// More requests are in flight than `gateway.max_in_flight` (shed before any work), or a
+    /// buffered answer does not fit in `gateway.max_buffered_bytes`.
+    #[error(
+        "the gateway is at its limit of requests in flight or of buffered bytes; retry after a second"
+    )]
     Overloaded,
 }
 

@@ -161,6 +161,7 @@ impl Gateway {
             audit::Reader::Postgres(_) => None,
         };
         let max_in_flight = settings.gateway.max_in_flight;
+        let buffers = pipeline::budget::BufferBudget::new(settings.gateway.max_buffered_bytes);
         let state = Arc::new(State {
             settings,
             verifier,
@@ -172,6 +173,7 @@ impl Gateway {
             audit,
             exchanges: tokio_util::task::TaskTracker::new(),
             in_flight: Arc::new(tokio::sync::Semaphore::new(max_in_flight)),
+            buffers,
         });
         Ok(Gateway {
             state,

@@ -34,4 +34,6 @@ pub struct State {
     pub exchanges: tokio_util::task::TaskTracker,
     /// Data-plane requests in flight, at most `gateway.max_in_flight`.
     pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// Bytes of buffered upstream answers, at most `gateway.max_buffered_bytes`.
+    pub(crate) buffers: crate::pipeline::budget::BufferBudget,
 }

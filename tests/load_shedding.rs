@@ -130,3 +130,90 @@ async fn a_stream_counts_in_flight_until_it_ends() {
     );
     gw.shutdown().await;
 }
+
+/// Buffered personal-data answers share `gateway.max_buffered_bytes`: one that does not fit
+/// beside those being read is not released but answered `503 overloaded` (and audited as
+/// such); the bytes come back when the exchange ends.
+#[tokio::test]
+async fn answers_over_the_buffer_budget_get_a_503_and_the_budget_comes_back() {
+    let doc =
+        serde_json::json!({"id": "c-1001", "first_name": "Anna", "notes": "x".repeat(60_000)});
+    let bytes = bytes::Bytes::from(doc.to_string());
+    let (release_tx, release_rx) = tokio::sync::watch::channel(false);
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (doc_bytes, seen_calls) = (bytes.clone(), calls.clone());
+    let up = Upstream::start(std::sync::Arc::new(move |_seen| {
+        let (doc, mut release) = (doc_bytes.clone(), release_rx.clone());
+        let first = seen_calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+        Box::pin(async move {
+            if !first {
+                // Declared length: reserved before a byte is read.
+                return json_response(StatusCode::OK, doc);
+            }
+            // The first answer sends 50 KB, then holds the rest until released.
+            let (tx, body) = ChannelBody::new();
+            tokio::spawn(async move {
+                let _ = tx.send(doc.slice(..50_000)).await;
+                let _ = release.wait_for(|go| *go).await;
+                let _ = tx.send(doc.slice(50_000..)).await;
+            });
+            let mut resp = http::Response::new(body.boxed());
+            resp.headers_mut()
+                .insert("content-type", "application/json".parse().unwrap());
+            resp
+        })
+    }))
+    .await;
+    // (max_body_bytes is 65536 in the test configuration.)
+    let limits = "max_buffered_bytes = 100000";
+    let gw = TestGateway::start(&config_text(up.addr, limits)).await;
+    let t = token("crm", &["support"], "");
+    let url = gw.url("/api/customers/c-1001/profile");
+    let held = {
+        let (url, t) = (url.clone(), t.clone());
+        tokio::spawn(async move { get(&url, Some(&t), &[("x-purpose", "support")]).await })
+    };
+    // Wait until the first answer's 50 KB are buffered (the upstream has sent them).
+    let started = Instant::now();
+    while up.count() < 1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "first request never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // 60 KB more do not fit in ~97 KiB beside those 50 KB (until the gateway has read them, a
+    // second answer still fits: asked again then).
+    let r = loop {
+        let r = get(&url, Some(&t), &[("x-purpose", "support")]).await;
+        if r.status != StatusCode::OK || started.elapsed() > Duration::from_secs(20) {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
+    assert_eq!(r.code(), "overloaded");
+    assert_eq!(r.headers.get("retry-after").unwrap(), "1");
+    assert!(
+        !r.text().contains("xxxx"),
+        "nothing of the answer is released"
+    );
+    let refused_id = r.headers["x-request-id"].to_str().unwrap().to_owned();
+    // The held answer completes; then the budget has room again.
+    release_tx.send(true).unwrap();
+    let first = held.await.unwrap();
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+    let again = get(&url, Some(&t), &[("x-purpose", "support")]).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text());
+    // The refused exchange was decided and forwarded: it has its record, as a failure.
+    let records = audit_records(&gw.dir.path().join("data/audit"));
+    let refused: Vec<_> = records
+        .iter()
+        .filter(|r| r["request_id"] == refused_id.as_str())
+        .collect();
+    assert_eq!(refused.len(), 1, "{records:?}");
+    assert_eq!(refused[0]["status"], 503);
+    assert_eq!(refused[0]["reason"], "overloaded");
+    assert!(calls.load(std::sync::atomic::Ordering::SeqCst) >= 3);
+    gw.shutdown().await;
+}

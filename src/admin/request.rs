@@ -69,7 +69,8 @@ pub(crate) async fn body(body: Incoming, limit: u64) -> Result<bytes::Bytes, Gat
             crate::http::body::ReadError::TooLarge(limit) => {
                 GatewayError::RequestTooLarge { limit }
             }
-            crate::http::body::ReadError::Stream(_) => {
+            // (`read_capped` admits every byte: `Refused` is for budgeted reads.)
+            crate::http::body::ReadError::Stream(_) | crate::http::body::ReadError::Refused => {
                 GatewayError::BadRequest("the request body could not be read".into())
             }
         })

@@ -89,7 +89,8 @@ pub(crate) async fn handle(
             let record = unattributed(request_id, Some(&caller.name), &path, &err);
             return finish(state, vec![record], error(&err, request_id), request_id).await;
         }
-        Err(crate::http::body::ReadError::Stream(_)) => {
+        // (`read_capped` admits every byte: `Refused` is for budgeted reads.)
+        Err(crate::http::body::ReadError::Stream(_) | crate::http::body::ReadError::Refused) => {
             let err = GatewayError::BadRequest("the request body was cut off".into());
             let record = unattributed(request_id, Some(&caller.name), &path, &err);
             return finish(state, vec![record], error(&err, request_id), request_id).await;

@@ -90,6 +90,9 @@ pub struct GatewaySettings {
     pub max_connections: usize,
     /// Data-plane requests in flight at once; more are answered `503 overloaded` at once.
     pub max_in_flight: usize,
+    /// Bytes that buffered upstream answers (to be minimised) may hold at once; an answer that
+    /// does not fit is answered `503 overloaded`.
+    pub max_buffered_bytes: u64,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
 }
@@ -227,6 +230,8 @@ pub struct Settings {
 }
 
 const DEFAULT_MAX_BODY: u64 = 8 * 1024 * 1024;
+/// Default `gateway.max_buffered_bytes` (raised to `max_body_bytes` if that is larger).
+const DEFAULT_MAX_BUFFERED: u64 = 256 * 1024 * 1024;
 /// Requests in flight at once by default: with `max_body_bytes` of 8 MiB, at most 8 GiB of
 /// response buffers in the worst case; lower it (or `max_body_bytes`) on small machines.
 const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
@@ -314,12 +319,23 @@ impl Settings {
             return Err(invalid("gateway.max_body_bytes", "must be greater than 0"));
         }
         check_name("gateway.default_region", &g.default_region)?;
+        let max_buffered_bytes = match g.max_buffered_bytes {
+            Some(n) if n < max_body_bytes => {
+                return Err(invalid(
+                    "gateway.max_buffered_bytes",
+                    "must be at least gateway.max_body_bytes (else the largest answer allowed could never be buffered)",
+                ));
+            }
+            Some(n) => n,
+            None => DEFAULT_MAX_BUFFERED.max(max_body_bytes),
+        };
         let gateway = GatewaySettings {
             listen: addr("gateway.listen", &g.listen)?,
             tls,
             upstream_ca: g.upstream_ca.as_deref().map(path),
             default_region: g.default_region,
             max_body_bytes,
+            max_buffered_bytes,
             upstream_timeout: duration(
                 "gateway.upstream_timeout",
                 g.upstream_timeout.as_deref(),
@@ -789,6 +805,26 @@ personal_data = true
         assert_eq!(s.audit.sync, AuditSync::Group);
         assert_eq!(s.audit.checkpoint_interval, Some(Duration::from_secs(10)));
         assert_eq!(s.audit.checkpoint_records, Some(500));
+    }
+
+    #[test]
+    fn the_buffer_budget_defaults_to_256_mib_and_is_at_least_max_body_bytes() {
+        let s = Settings::from_toml(MINIMAL, Path::new(".")).unwrap();
+        assert_eq!(s.gateway.max_buffered_bytes, DEFAULT_MAX_BUFFERED);
+        let big = MINIMAL.replace(
+            "default_region = \"default\"",
+            "default_region = \"default\"\nmax_body_bytes = 536870912",
+        );
+        let s = Settings::from_toml(&big, Path::new(".")).unwrap();
+        assert_eq!(s.gateway.max_buffered_bytes, 536_870_912);
+        let small = MINIMAL.replace(
+            "default_region = \"default\"",
+            "default_region = \"default\"\nmax_body_bytes = 65536\nmax_buffered_bytes = 65535",
+        );
+        let err = Settings::from_toml(&small, Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("gateway.max_buffered_bytes"), "{err}");
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub(crate) struct RawGateway {
     pub(crate) header_read_timeout: Option<String>,
     pub(crate) max_connections: Option<usize>,
     pub(crate) max_in_flight: Option<usize>,
+    pub(crate) max_buffered_bytes: Option<u64>,
     pub(crate) shutdown_grace: Option<String>,
 }
 

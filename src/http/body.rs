@@ -31,10 +31,27 @@ pub enum ReadError {
     /// The stream broke.
     #[error("body stream failed: {0}")]
     Stream(BoxError),
+    /// The reader's `admit` refused the bytes read so far (a memory budget).
+    #[error("no room to buffer the body")]
+    Refused,
 }
 
 /// Reads a whole body, failing as soon as it passes `limit` bytes.
 pub async fn read_capped<B>(body: B, limit: u64) -> Result<Bytes, ReadError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    read_admitted(body, limit, |_| true).await
+}
+
+/// [`read_capped`], asking `admit` before holding each frame whether the total read so far may
+/// be buffered (a memory budget); a refusal fails the read at once.
+pub(crate) async fn read_admitted<B>(
+    body: B,
+    limit: u64,
+    mut admit: impl FnMut(u64) -> bool,
+) -> Result<Bytes, ReadError>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<BoxError>,
@@ -50,6 +67,9 @@ where
             total += data.len() as u64;
             if total > limit {
                 return Err(ReadError::TooLarge(limit));
+            }
+            if !admit(total) {
+                return Err(ReadError::Refused);
             }
             if first.is_none() && buf.is_empty() {
                 first = Some(data);

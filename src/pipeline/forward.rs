@@ -11,7 +11,9 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 
 use crate::error::GatewayError;
-use crate::http::body::{ReadError, read_capped};
+use crate::http::body::{ReadError, read_admitted};
+
+use super::budget::{BufferBudget, Reservation};
 use crate::http::headers::{self, X_CALLER, X_REQUEST_ID};
 use crate::http::{Body, client::UpstreamClient};
 use crate::routing::Upstream;
@@ -167,15 +169,19 @@ pub(crate) fn response_headers(headers: &mut http::HeaderMap) {
 }
 
 /// Sends a personal-data request and buffers the whole answer: head and body within
-/// `timeout`, the body capped at `max_body` (by `Content-Length` or while reading). A partial
-/// answer (`206`) is refused: `Range` was removed, and a fragment cannot be minimised with
-/// certainty. The headers are returned as the upstream sent them.
+/// `timeout`, the body capped at `max_body` (by `Content-Length` or while reading) and held
+/// against `budget` (`503 overloaded` when it has no room; the returned reservation gives the
+/// bytes back when dropped, once the answer is minimised). A partial answer (`206`) is
+/// refused: `Range` was removed, and a fragment cannot be minimised with certainty. The
+/// headers are returned as the upstream sent them.
 pub(crate) async fn buffered(
     client: &UpstreamClient,
     req: Request<Body>,
     timeout: Duration,
     max_body: u64,
-) -> Result<(http::response::Parts, bytes::Bytes), GatewayError> {
+    budget: &BufferBudget,
+) -> Result<(http::response::Parts, bytes::Bytes, Reservation), GatewayError> {
+    let mut reservation = budget.reserve();
     let exchange = async {
         let (parts, body) = send(client, req, timeout, max_body).await?.into_parts();
         let declared = parts
@@ -186,10 +192,17 @@ pub(crate) async fn buffered(
         if declared.is_some_and(|len| len > max_body) {
             return Err(GatewayError::ResponseTooLarge { limit: max_body });
         }
-        let bytes = read_capped(body, max_body).await.map_err(|e| match e {
-            ReadError::TooLarge(limit) => GatewayError::ResponseTooLarge { limit },
-            ReadError::Stream(_) => GatewayError::UpstreamUnavailable,
-        })?;
+        // A declared length is reserved before any byte is read: refused at once if no room.
+        if declared.is_some_and(|len| !reservation.cover(len)) {
+            return Err(GatewayError::Overloaded);
+        }
+        let bytes = read_admitted(body, max_body, |total| reservation.cover(total))
+            .await
+            .map_err(|e| match e {
+                ReadError::TooLarge(limit) => GatewayError::ResponseTooLarge { limit },
+                ReadError::Stream(_) => GatewayError::UpstreamUnavailable,
+                ReadError::Refused => GatewayError::Overloaded,
+            })?;
         Ok((parts, bytes))
     };
     let (parts, bytes) = tokio::time::timeout(timeout, exchange)
@@ -200,5 +213,5 @@ pub(crate) async fn buffered(
             "the upstream answered with partial content, which cannot be minimised".into(),
         ));
     }
-    Ok((parts, bytes))
+    Ok((parts, bytes, reservation))
 }

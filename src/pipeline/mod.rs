@@ -8,6 +8,7 @@
 //! before anything is released.
 
 mod audit;
+pub(crate) mod budget;
 mod collection;
 pub(crate) mod decide;
 mod decode;

@@ -50,11 +50,14 @@ pub(crate) async fn handle(
     };
     let upstream_req = forward::request(parts, body, &out)?;
     // The whole exchange, head and body, must finish within the upstream timeout.
-    let (mut parts, raw) = forward::buffered(
+    // `_buffered` holds the answer's bytes against `gateway.max_buffered_bytes` until the
+    // exchange ends.
+    let (mut parts, raw, _buffered) = forward::buffered(
         &state.client,
         upstream_req,
         g.upstream_timeout,
         g.max_body_bytes,
+        &state.buffers,
     )
     .await?;
     // Decoding and minimisation decide on the headers as the upstream sent them; report mode

@@ -42,11 +42,14 @@ pub(super) async fn respond(
     ctx: &mut Ctx,
 ) -> Result<Response<Body>, GatewayError> {
     let g = &state.settings.gateway;
-    let (mut parts, raw) = forward::buffered(
+    // `_buffered` holds the answer's bytes against `gateway.max_buffered_bytes` until the
+    // exchange ends.
+    let (mut parts, raw, _buffered) = forward::buffered(
         &state.client,
         upstream_req,
         g.upstream_timeout,
         g.max_body_bytes,
+        &state.buffers,
     )
     .await?;
     forward::response_headers(&mut parts.headers);
