@@ -142,10 +142,20 @@ async fn answers_over_the_buffer_budget_get_a_503_and_the_budget_comes_back() {
     let (release_tx, release_rx) = tokio::sync::watch::channel(false);
     let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let (doc_bytes, seen_calls) = (bytes.clone(), calls.clone());
-    let up = Upstream::start(std::sync::Arc::new(move |_seen| {
+    let up = Upstream::start(std::sync::Arc::new(move |seen| {
         let (doc, mut release) = (doc_bytes.clone(), release_rx.clone());
         let first = seen_calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
         Box::pin(async move {
+            if seen.uri.ends_with("/gzip") {
+                // ~200 bytes on the wire, 60 KB once decoded.
+                use std::io::Write;
+                let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+                z.write_all(&doc).unwrap();
+                let mut resp = json_response(StatusCode::OK, z.finish().unwrap().into());
+                resp.headers_mut()
+                    .insert("content-encoding", "gzip".parse().unwrap());
+                return resp;
+            }
             if !first {
                 // Declared length: reserved before a byte is read.
                 return json_response(StatusCode::OK, doc);
@@ -199,12 +209,19 @@ async fn answers_over_the_buffer_budget_get_a_503_and_the_budget_comes_back() {
         "nothing of the answer is released"
     );
     let refused_id = r.headers["x-request-id"].to_str().unwrap().to_owned();
+    // A small compressed answer is held at its decoded size: 60 KB do not fit either.
+    let gzip = gw.url("/api/customers/c-1001/gzip");
+    let z = get(&gzip, Some(&t), &[("x-purpose", "support")]).await;
+    assert_eq!(z.status, StatusCode::SERVICE_UNAVAILABLE, "{}", z.code());
+    assert_eq!(z.code(), "overloaded");
     // The held answer completes; then the budget has room again.
     release_tx.send(true).unwrap();
     let first = held.await.unwrap();
-    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
-    let again = get(&url, Some(&t), &[("x-purpose", "support")]).await;
-    assert_eq!(again.status, StatusCode::OK, "{}", again.text());
+    assert_eq!(first.status, StatusCode::OK, "{}", first.code());
+    for u in [&url, &gzip] {
+        let again = get(u, Some(&t), &[("x-purpose", "support")]).await;
+        assert_eq!(again.status, StatusCode::OK, "{u}: {}", again.code());
+    }
     // The refused exchange was decided and forwarded: it has its record, as a failure.
     let records = audit_records(&gw.dir.path().join("data/audit"));
     let refused: Vec<_> = records
@@ -214,6 +231,6 @@ async fn answers_over_the_buffer_budget_get_a_503_and_the_budget_comes_back() {
     assert_eq!(refused.len(), 1, "{records:?}");
     assert_eq!(refused[0]["status"], 503);
     assert_eq!(refused[0]["reason"], "overloaded");
-    assert!(calls.load(std::sync::atomic::Ordering::SeqCst) >= 3);
+    assert!(calls.load(std::sync::atomic::Ordering::SeqCst) >= 5);
     gw.shutdown().await;
 }

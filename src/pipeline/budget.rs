@@ -5,6 +5,8 @@
 //! answers at once would otherwise hold a thousand times that. Each buffered answer reserves
 //! its bytes as they arrive (its declared `Content-Length` at once); one that does not fit
 //! fails `503 overloaded`, and its reservation returns to the budget when the exchange ends.
+//! A compressed answer's reservation grows to its decoded size once decoded (the compressed
+//! bytes are dropped then), so a small compressed answer cannot hold more than it reserved.
 
 use std::sync::Arc;
 
@@ -62,6 +64,15 @@ impl Reservation {
         }
         self.units = needed;
         true
+    }
+
+    /// [`Reservation::cover`] for bytes already read: `503 overloaded` if they do not fit.
+    pub(crate) fn hold(&mut self, bytes: usize) -> Result<(), crate::error::GatewayError> {
+        if self.cover(bytes as u64) {
+            Ok(())
+        } else {
+            Err(crate::error::GatewayError::Overloaded)
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use http::HeaderMap;
 use http::header::{self, HeaderValue};
 
 use super::Ctx;
+use super::budget::Reservation;
 use super::decode;
 use crate::error::GatewayError;
 use crate::policy::{NonJson, Policy, Purpose};
@@ -95,17 +96,20 @@ fn invisible(c: char) -> bool {
 
 /// Produces the body to release: the purpose's rules applied, whatever the verdict (report
 /// mode skips only the denial, never the minimisation). Decides on the headers as the upstream
-/// sent them: hop-by-hop removal runs after this.
+/// sent them: hop-by-hop removal runs after this. The decoded body is held against the
+/// answer's `reservation` (`gateway.max_buffered_bytes`).
 pub(crate) fn body(
     headers: &mut HeaderMap,
     raw: Bytes,
     policy: &Policy,
     purpose: &Purpose,
     limit: u64,
+    reservation: &mut Reservation,
     ctx: &mut Ctx,
 ) -> Result<Bytes, GatewayError> {
     let data = decode::decode(headers, raw, limit)?;
     let data = decode::by_content(data, limit)?;
+    reservation.hold(data.len())?;
     headers.remove(header::CONTENT_ENCODING);
     for h in [
         header::ETAG,

@@ -50,9 +50,9 @@ pub(crate) async fn handle(
     };
     let upstream_req = forward::request(parts, body, &out)?;
     // The whole exchange, head and body, must finish within the upstream timeout.
-    // `_buffered` holds the answer's bytes against `gateway.max_buffered_bytes` until the
+    // `buffered` holds the answer's bytes against `gateway.max_buffered_bytes` until the
     // exchange ends.
-    let (mut parts, raw, _buffered) = forward::buffered(
+    let (mut parts, raw, mut buffered) = forward::buffered(
         &state.client,
         upstream_req,
         g.upstream_timeout,
@@ -68,6 +68,7 @@ pub(crate) async fn handle(
         &policy,
         &purpose,
         g.max_body_bytes,
+        &mut buffered,
         ctx,
     )?;
     crate::http::headers::restrict_personal_response(&mut parts.headers);

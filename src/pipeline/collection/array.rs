@@ -42,9 +42,9 @@ pub(super) async fn respond(
     ctx: &mut Ctx,
 ) -> Result<Response<Body>, GatewayError> {
     let g = &state.settings.gateway;
-    // `_buffered` holds the answer's bytes against `gateway.max_buffered_bytes` until the
+    // `buffered` holds the answer's bytes against `gateway.max_buffered_bytes` until the
     // exchange ends.
-    let (mut parts, raw, _buffered) = forward::buffered(
+    let (mut parts, raw, mut buffered) = forward::buffered(
         &state.client,
         upstream_req,
         g.upstream_timeout,
@@ -54,6 +54,7 @@ pub(super) async fn respond(
     .await?;
     forward::response_headers(&mut parts.headers);
     let data = decode::decode(&parts.headers, raw, g.max_body_bytes)?;
+    buffered.hold(data.len())?;
     // Past `max_elements` the records are only counted: memory stays bounded by the limit.
     let keep = shape
         .max_elements
