@@ -149,7 +149,7 @@ impl Gateway {
             .map_err(|e| audit::AuditError::WriteFailed(format!("audit log open failed: {e}")))??;
         let data = bind("gateway.listen", settings.gateway.listen).await?;
         let admin = bind("admin.listen", settings.admin_listen).await?;
-        let metrics = metrics::Metrics::new(
+        let mut metrics = metrics::Metrics::new(
             settings.routes.iter().map(|r| r.name.as_str()),
             store.clone(),
             policies.clone(),
@@ -161,7 +161,9 @@ impl Gateway {
             audit::Reader::Postgres(_) => None,
         };
         let max_in_flight = settings.gateway.max_in_flight;
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(max_in_flight));
         let buffers = pipeline::budget::BufferBudget::new(settings.gateway.max_buffered_bytes);
+        metrics.watch_load(in_flight.clone(), max_in_flight, buffers.clone());
         let state = Arc::new(State {
             settings,
             verifier,
@@ -172,7 +174,7 @@ impl Gateway {
             policies,
             audit,
             exchanges: tokio_util::task::TaskTracker::new(),
-            in_flight: Arc::new(tokio::sync::Semaphore::new(max_in_flight)),
+            in_flight,
             buffers,
         });
         Ok(Gateway {

@@ -217,7 +217,55 @@ struct ScrapeTime {
     default_region: String,
 }
 
+/// The gateway's load, read at scrape time: requests in flight and buffered bytes.
+#[derive(Debug)]
+struct Load {
+    in_flight: Arc<tokio::sync::Semaphore>,
+    max_in_flight: usize,
+    buffers: crate::pipeline::budget::BufferBudget,
+}
+
+impl Collector for Load {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let in_flight = ConstGauge::new(
+            u64::try_from(
+                self.max_in_flight
+                    .saturating_sub(self.in_flight.available_permits()),
+            )
+            .unwrap_or(u64::MAX),
+        );
+        in_flight.encode(encoder.encode_descriptor(
+            "requests_in_flight",
+            "Data-plane requests in flight (at most gateway.max_in_flight; more are shed)",
+            None,
+            in_flight.metric_type(),
+        )?)?;
+        let buffered = ConstGauge::new(self.buffers.held_bytes());
+        buffered.encode(encoder.encode_descriptor(
+            "buffered_bytes",
+            "Bytes of upstream answers buffered to be minimised (at most gateway.max_buffered_bytes)",
+            None,
+            buffered.metric_type(),
+        )?)?;
+        Ok(())
+    }
+}
+
 impl Metrics {
+    /// Adds the load gauges: requests in flight (of `max_in_flight`) and buffered bytes.
+    pub(crate) fn watch_load(
+        &mut self,
+        in_flight: Arc<tokio::sync::Semaphore>,
+        max_in_flight: usize,
+        buffers: crate::pipeline::budget::BufferBudget,
+    ) {
+        self.registry.register_collector(Box::new(Load {
+            in_flight,
+            max_in_flight,
+            buffers,
+        }));
+    }
+
     /// The registry for the given route names (in route-table order), with the audit log's
     /// series and the scrape-time figures of the store and the policies.
     pub fn new<'a>(

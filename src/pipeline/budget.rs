@@ -15,9 +15,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// Bytes per permit: the budget counts KiB, so a `u32` of permits covers any body.
 const UNIT: u64 = 1024;
 
-/// The shared budget.
-#[derive(Debug)]
-pub(crate) struct BufferBudget(Arc<Semaphore>);
+/// The shared budget (clones share it).
+#[derive(Debug, Clone)]
+pub(crate) struct BufferBudget {
+    sem: Arc<Semaphore>,
+    units: usize,
+}
 
 impl BufferBudget {
     /// A budget of `bytes` (rounded down to whole KiB).
@@ -25,13 +28,22 @@ impl BufferBudget {
         let units = usize::try_from(bytes / UNIT)
             .unwrap_or(usize::MAX)
             .min(Semaphore::MAX_PERMITS);
-        Self(Arc::new(Semaphore::new(units)))
+        Self {
+            sem: Arc::new(Semaphore::new(units)),
+            units,
+        }
+    }
+
+    /// Bytes reserved now (in whole KiB), for the metrics.
+    pub(crate) fn held_bytes(&self) -> u64 {
+        let held = self.units.saturating_sub(self.sem.available_permits());
+        u64::try_from(held).unwrap_or(u64::MAX).saturating_mul(UNIT)
     }
 
     /// An empty reservation against this budget.
     pub(crate) fn reserve(&self) -> Reservation {
         Reservation {
-            budget: self.0.clone(),
+            budget: self.sem.clone(),
             held: None,
             units: 0,
         }
@@ -94,7 +106,9 @@ mod tests {
         drop(a);
         assert!(b.cover(10 * UNIT), "a's six units came back");
         assert!(!budget.reserve().cover(1));
+        assert_eq!(budget.held_bytes(), 10 * UNIT);
         drop(b);
+        assert_eq!(budget.held_bytes(), 0);
         assert!(budget.reserve().cover(10 * UNIT));
         assert!(!budget.reserve().cover(u64::MAX));
     }
