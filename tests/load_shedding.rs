@@ -36,14 +36,7 @@ async fn requests_over_the_in_flight_bound_get_a_fast_503() {
             tokio::spawn(async move { get(&url, Some(&t), &[("x-purpose", "support")]).await })
         })
         .collect();
-    let started = Instant::now();
-    while up.count() < 2 {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "slow requests never arrived"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_for_requests(&up, 2).await;
     assert_eq!(gauge(&gw, "consentgate_requests_in_flight").await, 2);
     for path in [
         "/api/products/2",
@@ -184,15 +177,8 @@ async fn answers_over_the_buffer_budget_get_a_503_and_the_budget_comes_back() {
         let (url, t) = (url.clone(), t.clone());
         tokio::spawn(async move { get(&url, Some(&t), &[("x-purpose", "support")]).await })
     };
-    // Wait until the first answer's 50 KB are buffered (the upstream has sent them).
+    wait_for_requests(&up, 1).await;
     let started = Instant::now();
-    while up.count() < 1 {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "first request never arrived"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
     // 60 KB more do not fit in ~97 KiB beside those 50 KB (until the gateway has read them, a
     // second answer still fits: asked again then).
     let r = loop {
@@ -248,4 +234,16 @@ async fn gauge(gw: &TestGateway, name: &str) -> u64 {
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+/// Waits until the upstream has received `n` requests (20 s at most).
+async fn wait_for_requests(up: &Upstream, n: usize) {
+    let started = Instant::now();
+    while up.count() < n {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{n} requests never reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
