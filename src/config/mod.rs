@@ -232,8 +232,8 @@ pub struct Settings {
 const DEFAULT_MAX_BODY: u64 = 8 * 1024 * 1024;
 /// Default `gateway.max_buffered_bytes` (raised to `max_body_bytes` if that is larger).
 const DEFAULT_MAX_BUFFERED: u64 = 256 * 1024 * 1024;
-/// Requests in flight at once by default: with `max_body_bytes` of 8 MiB, at most 8 GiB of
-/// response buffers in the worst case; lower it (or `max_body_bytes`) on small machines.
+/// Requests in flight at once by default. Their buffered answers are bounded apart, by
+/// `max_buffered_bytes`, so this bounds tasks and connections, not memory.
 const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 
 impl Settings {
