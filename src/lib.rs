@@ -34,7 +34,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use config::Settings;
 use state::State;
@@ -82,6 +82,9 @@ pub enum StartError {
     /// The policy file watcher.
     #[error("cannot watch the policy folder: {0}")]
     Watch(#[from] notify::Error),
+    /// A data-plane worker thread or its runtime.
+    #[error("cannot start the data-plane workers: {0}")]
+    Workers(std::io::Error),
 }
 
 impl From<audit::AuditError> for StartError {
@@ -99,7 +102,8 @@ impl From<consent::StoreError> for StartError {
 /// A gateway with its listeners bound, ready to serve.
 pub struct Gateway {
     state: Arc<State>,
-    data: TcpListener,
+    data: Vec<server::Worker>,
+    data_addr: SocketAddr,
     admin: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     _watcher: Option<policy::PolicyWatcher>,
@@ -118,7 +122,11 @@ impl Gateway {
             .transpose()?;
         let connect_timeout =
             settings.gateway.upstream_timeout + std::time::Duration::from_millis(250);
-        let client = http::client::build(settings.gateway.upstream_ca.as_deref(), connect_timeout)?;
+        let client = http::client::build(
+            settings.gateway.upstream_ca.as_deref(),
+            connect_timeout,
+            settings.gateway.workers,
+        )?;
         let hash_key = match &settings.policies.hash_secret_file {
             Some(path) => Some(
                 std::fs::read(path)
@@ -148,6 +156,11 @@ impl Gateway {
             .await
             .map_err(|e| audit::AuditError::WriteFailed(format!("audit log open failed: {e}")))??;
         let data = bind("gateway.listen", settings.gateway.listen).await?;
+        let data_addr = data.local_addr().unwrap_or(settings.gateway.listen);
+        let data = data
+            .into_std()
+            .and_then(|listener| server::spawn_workers(listener, settings.gateway.workers))
+            .map_err(StartError::Workers)?;
         let admin = bind("admin.listen", settings.admin_listen).await?;
         let mut metrics = metrics::Metrics::new(
             settings.routes.iter().map(|r| r.name.as_str()),
@@ -180,6 +193,7 @@ impl Gateway {
         Ok(Gateway {
             state,
             data,
+            data_addr,
             admin,
             tls,
             _watcher: watcher,
@@ -193,9 +207,7 @@ impl Gateway {
 
     /// The data-plane address actually bound.
     pub fn gateway_addr(&self) -> SocketAddr {
-        self.data
-            .local_addr()
-            .unwrap_or(self.state.settings.gateway.listen)
+        self.data_addr
     }
 
     /// The admin address actually bound.
@@ -226,23 +238,46 @@ impl Gateway {
             Box::pin(admin::handle(state, req))
         });
         let reload = tokio::spawn(reload_on_sighup(self.state.policies.clone()));
-        let data = tokio::spawn(server::serve(
-            self.data,
-            self.tls,
+        let serving = server::Serving {
+            tls: self.tls,
             limits,
-            data_handler,
-            rx.clone(),
+            handler: data_handler,
+            slots: Arc::new(Semaphore::new(limits.max_connections)),
+            shutdown: rx.clone(),
+            exchanges: self.state.exchanges.clone(),
+        };
+        let workers: Vec<_> = self
+            .data
+            .into_iter()
+            .map(|worker| worker.start(serving.clone()))
+            .collect();
+        drop(serving);
+        let admin_slots = Arc::new(Semaphore::new(limits.max_connections));
+        let admin = tokio::spawn(server::serve(
+            self.admin,
+            None,
+            limits,
+            admin_handler,
+            admin_slots,
+            rx,
         ));
-        let admin = tokio::spawn(server::serve(self.admin, None, limits, admin_handler, rx));
-        tracing::info!("consentgate serving");
+        tracing::info!(workers = workers.len(), "consentgate serving");
         shutdown.await;
         tracing::info!("shutting down: no new connections; draining in-flight requests");
         let _ = tx.send(true);
-        let _ = data.await;
+        let mut finished = Vec::with_capacity(workers.len());
+        for worker in workers {
+            let _ = worker.drained.await;
+            finished.push(worker.finished);
+        }
         let _ = admin.await;
-        // Exchanges whose client went away still finish and write their records.
+        // Exchanges whose client went away still finish and write their records; each worker
+        // drives its own until the tracker is closed and empty.
         self.state.exchanges.close();
         self.state.exchanges.wait().await;
+        for worker in finished {
+            let _ = worker.await;
+        }
         reload.abort();
     }
 }

@@ -6,7 +6,7 @@ use crate::audit::AuditLog;
 use crate::auth::Verifier;
 use crate::config::Settings;
 use crate::consent::ConsentStore;
-use crate::http::client::UpstreamClient;
+use crate::http::client::UpstreamClients;
 use crate::metrics::Metrics;
 use crate::policy::PolicyRegistry;
 
@@ -16,8 +16,8 @@ pub struct State {
     pub settings: Settings,
     /// JWT verifier.
     pub verifier: Verifier,
-    /// Pooled upstream client.
-    pub client: UpstreamClient,
+    /// Pooled upstream clients, one per data-plane worker.
+    pub client: UpstreamClients,
     /// Data-plane metrics.
     pub metrics: Metrics,
     /// Per-segment summaries of the audit log, for `GET /v1/stats` (file backend; on

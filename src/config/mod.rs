@@ -95,6 +95,8 @@ pub struct GatewaySettings {
     pub max_buffered_bytes: u64,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
+    /// Data-plane worker threads, each with a runtime of its own (default: one per core).
+    pub workers: usize,
 }
 
 /// `[auth]`: how callers' JWTs are verified.
@@ -236,6 +238,9 @@ const DEFAULT_MAX_BUFFERED: u64 = 256 * 1024 * 1024;
 /// `max_buffered_bytes`, so this bounds tasks and connections, not memory.
 const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 
+/// The most data-plane worker threads `gateway.workers` may ask for.
+const MAX_WORKERS: usize = 256;
+
 impl Settings {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Settings, ConfigError> {
@@ -361,6 +366,18 @@ impl Settings {
                 None => DEFAULT_MAX_IN_FLIGHT,
             },
             shutdown_grace: duration("gateway.shutdown_grace", g.shutdown_grace.as_deref(), "30s")?,
+            workers: match g.workers {
+                Some(n) if n == 0 || n > MAX_WORKERS => {
+                    return Err(invalid(
+                        "gateway.workers",
+                        format!("must be between 1 and {MAX_WORKERS}"),
+                    ));
+                }
+                Some(n) => n,
+                None => {
+                    std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_WORKERS))
+                }
+            },
         };
 
         let a = raw.auth;
@@ -825,6 +842,27 @@ personal_data = true
             .unwrap_err()
             .to_string();
         assert!(err.contains("gateway.max_buffered_bytes"), "{err}");
+    }
+
+    #[test]
+    fn workers_default_to_the_cores_and_must_be_between_1_and_256() {
+        let s = Settings::from_toml(MINIMAL, Path::new(".")).unwrap();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(s.gateway.workers, cores.min(MAX_WORKERS));
+        let with = |n: &str| {
+            MINIMAL.replace(
+                "default_region = \"default\"",
+                &format!("default_region = \"default\"\nworkers = {n}"),
+            )
+        };
+        let s = Settings::from_toml(&with("3"), Path::new(".")).unwrap();
+        assert_eq!(s.gateway.workers, 3);
+        for bad in ["0", "257"] {
+            let err = Settings::from_toml(&with(bad), Path::new("."))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("gateway.workers"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub(crate) struct RawGateway {
     pub(crate) max_in_flight: Option<usize>,
     pub(crate) max_buffered_bytes: Option<u64>,
     pub(crate) shutdown_grace: Option<String>,
+    pub(crate) workers: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]

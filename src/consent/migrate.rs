@@ -460,7 +460,7 @@ mod tests {
             .await
             .unwrap();
         drop(store);
-        let sled = SledStore::open(dir.path().join("db")).unwrap();
+        let sled = crate::consent::sled_store::tests::reopen(&dir.path().join("db"));
         let dumps = sled.export().unwrap();
         assert_eq!(dumps.len(), 1);
         let rows = rows_of(&dumps[0]).unwrap();

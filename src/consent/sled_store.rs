@@ -314,13 +314,31 @@ impl SledStore {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::consent::ConsentStore;
     use crate::consent::import::parse_import;
     use crate::consent::model::{ConsentChange, EffectiveConsent, RegionChange};
     use crate::consent::validate::ValidationError;
     use time::macros::datetime;
+
+    /// Opens `path` again once an earlier handle is dropped. sled's I/O threads can hold the
+    /// database's file (and its lock) for a moment after the last handle goes, so a reopen in
+    /// the same process retries while the lock is still held (at most 5 s).
+    pub(crate) fn reopen(path: &Path) -> SledStore {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match SledStore::open(path) {
+                Ok(store) => return store,
+                Err(e)
+                    if std::time::Instant::now() < deadline && e.to_string().contains("lock") =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => panic!("reopening {}: {e}", path.display()),
+            }
+        }
+    }
 
     fn store() -> (tempfile::TempDir, SledStore, ConsentStore) {
         let dir = tempfile::tempdir().unwrap();
@@ -603,7 +621,7 @@ mod tests {
             s.set_region(region("c-1", "eu")).await.unwrap();
             s.record(grant("c-1", "marketing")).await.unwrap()
         };
-        let s = ConsentStore::open_sled(&path).unwrap();
+        let s = ConsentStore::from_sled(reopen(&path)).unwrap();
         assert_eq!(s.region("c-1").await.unwrap().as_deref(), Some("eu"));
         assert_eq!(
             s.history("c-1").await.unwrap().receipts,

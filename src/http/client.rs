@@ -16,6 +16,19 @@ use super::body::Body;
 /// The client type used to reach upstreams.
 pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Body>;
 
+/// One upstream client (and so one connection pool) per data-plane worker: a worker's
+/// requests reuse connections whose tasks run on its own runtime, so forwarding never wakes
+/// another thread.
+#[derive(Clone)]
+pub struct UpstreamClients(Arc<[UpstreamClient]>);
+
+impl UpstreamClients {
+    /// The client of the worker this runs on (the first one outside the workers).
+    pub fn current(&self) -> &UpstreamClient {
+        &self.0[crate::server::worker_index() % self.0.len()]
+    }
+}
+
 /// Why the upstream client could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -32,11 +45,13 @@ pub enum ClientError {
     Tls(#[from] rustls::Error),
 }
 
-/// Builds the upstream client, trusting the public web roots plus `extra_ca` if given.
+/// Builds `pools` upstream clients (at least one), trusting the public web roots plus
+/// `extra_ca` if given.
 pub fn build(
     extra_ca: Option<&Path>,
     connect_timeout: Duration,
-) -> Result<UpstreamClient, ClientError> {
+    pools: usize,
+) -> Result<UpstreamClients, ClientError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = extra_ca {
@@ -70,10 +85,15 @@ pub fn build(
         .enable_http1()
         .enable_http2()
         .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(256)
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .build(connector))
+    let client = || {
+        Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(connector.clone())
+    };
+    Ok(UpstreamClients(
+        (0..pools.max(1)).map(|_| client()).collect(),
+    ))
 }

@@ -299,7 +299,7 @@ async fn non_personal(
     };
     let upstream_req = forward::request(parts, body, &out)?;
     let resp = forward::send(
-        &state.client,
+        state.client.current(),
         upstream_req,
         settings.gateway.upstream_timeout,
         settings.gateway.max_body_bytes,

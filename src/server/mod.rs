@@ -1,8 +1,11 @@
 //! Listeners: accept loop, optional TLS, connection limits, HTTP/1.1 + HTTP/2, graceful drain.
 
 mod tls;
+mod workers;
 
 pub use tls::{TlsError, acceptor};
+pub(crate) use workers::worker_index;
+pub(crate) use workers::{Serving, Worker, spawn as spawn_workers};
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -53,16 +56,17 @@ pub struct Limits {
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `listener` until `shutdown` turns true, then stops accepting and waits (bounded by
-/// `shutdown_grace`) for open connections to finish their in-flight requests.
-pub async fn serve(
+/// `shutdown_grace`) for open connections to finish their in-flight requests. A connection
+/// holds one of `slots` while open (`max_connections`; listeners may share them).
+pub(crate) async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     limits: Limits,
     handler: Handler,
+    slots: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()

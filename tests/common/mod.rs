@@ -137,6 +137,19 @@ impl Upstream {
     pub fn count(&self) -> usize {
         self.seen.lock().unwrap().len()
     }
+
+    /// Waits until this upstream has received `n` requests (20 s at most).
+    pub async fn wait_for(&self, n: usize) {
+        let started = std::time::Instant::now();
+        while self.count() < n {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(20),
+                "{n} requests never reached the upstream ({} did)",
+                self.count()
+            );
+            sleep_ms(5).await;
+        }
+    }
 }
 
 pub fn json_response(status: StatusCode, body: Bytes) -> Response<Body> {

@@ -45,7 +45,7 @@ pub(super) async fn respond(
     // `buffered` holds the answer's bytes against `gateway.max_buffered_bytes` until the
     // exchange ends.
     let (mut parts, raw, mut buffered) = forward::buffered(
-        &state.client,
+        state.client.current(),
         upstream_req,
         g.upstream_timeout,
         g.max_body_bytes,

@@ -54,7 +54,7 @@ pub(super) async fn respond(
 ) -> Result<Response<Body>, GatewayError> {
     let g = &state.settings.gateway;
     let resp = forward::send(
-        &state.client,
+        state.client.current(),
         upstream_req,
         g.upstream_timeout,
         g.max_body_bytes,

@@ -1,0 +1,137 @@
+//! Data-plane workers: `gateway.workers` threads (one per core by default), each running a
+//! current-thread runtime of its own that accepts from the listening socket and serves what
+//! it accepted to the end.
+//!
+//! A connection, its requests, their exchanges and the pooled upstream connections they use
+//! all live on one thread, so forwarding a request wakes no other thread (tokio's
+//! work-stealing runtime moved tasks between cores and woke its parked workers on every
+//! request). Every worker holds its own handle (a `dup`) of the one listening socket and all
+//! of them wait on it: whichever worker is idle first accepts, so a busy one takes fewer new
+//! connections. `SO_REUSEPORT` is not used: with it, a second gateway started by the same
+//! user on the same address would silently take a share of the connections instead of failing
+//! to bind.
+
+use std::cell::Cell;
+use std::io;
+use std::sync::{Arc, mpsc};
+use std::thread;
+
+use tokio::net::TcpListener;
+use tokio::runtime::Runtime;
+use tokio::sync::{Semaphore, oneshot, watch};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::task::TaskTracker;
+
+use super::{Handler, Limits};
+
+thread_local! {
+    static INDEX: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The index of the data-plane worker running this thread (0 on any other thread).
+pub(crate) fn worker_index() -> usize {
+    INDEX.get()
+}
+
+/// What every worker serves its connections with.
+#[derive(Clone)]
+pub(crate) struct Serving {
+    pub(crate) tls: Option<TlsAcceptor>,
+    pub(crate) limits: Limits,
+    pub(crate) handler: Handler,
+    /// The listener's `max_connections`, shared by all workers.
+    pub(crate) slots: Arc<Semaphore>,
+    pub(crate) shutdown: watch::Receiver<bool>,
+    /// Exchanges spawned on a worker's runtime run to their end there: the worker keeps its
+    /// runtime going until this tracker is closed and empty.
+    pub(crate) exchanges: TaskTracker,
+}
+
+struct Start {
+    serving: Serving,
+    drained: oneshot::Sender<()>,
+    finished: oneshot::Sender<()>,
+}
+
+/// A worker thread with its runtime and its listener handle, waiting to be started.
+pub(crate) struct Worker {
+    start: mpsc::SyncSender<Start>,
+}
+
+/// A started worker. Each receiver resolves (to anything) once that point is passed, or if the
+/// worker's thread is gone.
+pub(crate) struct Running {
+    /// It accepts no more connections and its connections are closed (or the grace is over).
+    pub(crate) drained: oneshot::Receiver<()>,
+    /// Its exchanges are done and its runtime is dropped.
+    pub(crate) finished: oneshot::Receiver<()>,
+}
+
+/// Creates `count` worker threads, each with a runtime and its own handle on `listener`.
+/// They wait for [`Worker::start`]; dropped unstarted, they end.
+pub(crate) fn spawn(listener: std::net::TcpListener, count: usize) -> io::Result<Vec<Worker>> {
+    listener.set_nonblocking(true)?;
+    (0..count)
+        .map(|index| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let own = {
+                let _entered = runtime.enter();
+                TcpListener::from_std(listener.try_clone()?)?
+            };
+            let (start, started) = mpsc::sync_channel(1);
+            thread::Builder::new()
+                .name(format!("consentgate-worker-{index}"))
+                .spawn(move || run(index, runtime, own, started))?;
+            Ok(Worker { start })
+        })
+        .collect()
+}
+
+impl Worker {
+    /// Starts serving with `serving`.
+    pub(crate) fn start(self, serving: Serving) -> Running {
+        let (drained, drained_rx) = oneshot::channel();
+        let (finished, finished_rx) = oneshot::channel();
+        // A thread that is gone drops the message, and with it both senders.
+        let _ = self.start.send(Start {
+            serving,
+            drained,
+            finished,
+        });
+        Running {
+            drained: drained_rx,
+            finished: finished_rx,
+        }
+    }
+}
+
+fn run(index: usize, runtime: Runtime, listener: TcpListener, started: mpsc::Receiver<Start>) {
+    INDEX.set(index);
+    let Ok(Start {
+        serving,
+        drained,
+        finished,
+    }) = started.recv()
+    else {
+        return;
+    };
+    runtime.block_on(async move {
+        let Serving {
+            tls,
+            limits,
+            handler,
+            slots,
+            shutdown,
+            exchanges,
+        } = serving;
+        super::serve(listener, tls, limits, handler, slots, shutdown).await;
+        let _ = drained.send(());
+        exchanges.wait().await;
+    });
+    // Dropping the runtime closes what is left on it: idle upstream connections, and
+    // connections still open when the grace ran out.
+    drop(runtime);
+    let _ = finished.send(());
+}

@@ -1,0 +1,138 @@
+//! Data-plane workers (`gateway.workers`): every worker serves, they share one connection
+//! budget, and shutdown waits for the exchanges of every worker to have their records.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use http::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// An upstream that holds every request until `release` turns true.
+async fn held_upstream() -> (Upstream, tokio::sync::watch::Sender<bool>) {
+    let (release, held) = tokio::sync::watch::channel(false);
+    let up = Upstream::start(Arc::new(move |_seen| {
+        let mut held = held.clone();
+        Box::pin(async move {
+            let _ = held.wait_for(|go| *go).await;
+            json_response(
+                StatusCode::OK,
+                bytes::Bytes::from_static(br#"{"id":"c-1001","name":"Anna"}"#),
+            )
+        })
+    }))
+    .await;
+    (up, release)
+}
+
+#[tokio::test]
+async fn the_workers_share_one_connection_budget() {
+    let (up, release) = held_upstream().await;
+    let gw = TestGateway::start(&config_text(up.addr, "workers = 4\nmax_connections = 2")).await;
+    let t = token("crm", &[], "");
+    let held: Vec<_> = (0..2)
+        .map(|i| {
+            let url = gw.url(&format!("/api/products/{i}"));
+            let t = t.clone();
+            tokio::spawn(async move { get(&url, Some(&t), &[]).await })
+        })
+        .collect();
+    up.wait_for(2).await;
+    // Both slots are taken, whichever workers hold them: a third connection is closed at
+    // accept, on every worker. (Per-worker budgets would have accepted it and held it.)
+    for _ in 0..8 {
+        let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        let _ = s
+            .write_all(b"GET /api/products/x HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await;
+        let mut out = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "a connection over the shared budget was served: {read:?} {}",
+            String::from_utf8_lossy(&out)
+        );
+    }
+    assert_eq!(
+        up.count(),
+        2,
+        "a connection over the budget reached the upstream"
+    );
+    release.send(true).unwrap();
+    for r in held {
+        assert_eq!(r.await.unwrap().status, StatusCode::OK);
+    }
+    // The slots come back.
+    let r = get(&gw.url("/api/products/9"), Some(&t), &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_waits_for_the_exchanges_of_every_worker() {
+    for workers in [1, 4] {
+        let (up, release) = held_upstream().await;
+        let audit = tempfile::tempdir().unwrap();
+        let config = config_with_audit(up.addr, &format!("workers = {workers}"), audit.path(), "");
+        let gw = TestGateway::start(&config).await;
+        let t = token("crm", &["support"], "");
+        // Each on a connection of its own, so the workers take them as they are idle. The
+        // clients of the even ones hang up once the upstream has every request: their
+        // exchanges then run on with no connection left to drain, kept only by their worker.
+        let mut answered = Vec::new();
+        let mut abandoned = Vec::new();
+        for i in 0..12 {
+            let id = format!("w{workers}-{i}");
+            if i % 2 == 0 {
+                let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+                let req = format!(
+                    "GET /api/customers/c-1001/profile HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {t}\r\nx-purpose: support\r\nx-request-id: {id}\r\n\r\n"
+                );
+                s.write_all(req.as_bytes()).await.unwrap();
+                abandoned.push(s);
+            } else {
+                let url = gw.url("/api/customers/c-1001/profile");
+                let t = t.clone();
+                answered.push(tokio::spawn(async move {
+                    get(
+                        &url,
+                        Some(&t),
+                        &[("x-purpose", "support"), ("x-request-id", &id)],
+                    )
+                    .await
+                }));
+            }
+        }
+        up.wait_for(12).await;
+        drop(abandoned);
+        let started = Instant::now();
+        let shutdown = tokio::spawn(gw.shutdown());
+        sleep_ms(100).await;
+        assert!(
+            !shutdown.is_finished(),
+            "shutdown did not wait for the exchanges"
+        );
+        release.send(true).unwrap();
+        shutdown.await.unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{workers}: drain too slow"
+        );
+        for r in answered {
+            let r = r.await.unwrap();
+            assert_eq!(r.status, StatusCode::OK, "{workers}: {}", r.text());
+        }
+        let mut ids: Vec<String> = audit_records(audit.path())
+            .iter()
+            .map(|r| r["request_id"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        let mut expected: Vec<String> = (0..12).map(|i| format!("w{workers}-{i}")).collect();
+        expected.sort();
+        assert_eq!(ids, expected, "{workers} workers: one record per exchange");
+    }
+}
