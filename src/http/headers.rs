@@ -18,18 +18,21 @@ pub static X_DECISION: HeaderName = HeaderName::from_static("x-consentgate-decis
 pub static X_REGION: HeaderName = HeaderName::from_static("x-consentgate-region");
 /// `X-Consentgate-Caller`: the authenticated caller, told to the upstream.
 pub static X_CALLER: HeaderName = HeaderName::from_static("x-consentgate-caller");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Headers that belong to one connection and are never forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+static HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
 /// Headers that a `Connection` list can never remove: they carry the meaning of the message
@@ -56,7 +59,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
 }
@@ -132,18 +135,48 @@ pub fn request_id(headers: &HeaderMap) -> String {
     new_request_id()
 }
 
-/// A fresh random 128-bit id in hex.
+/// A new 128-bit id in hex, unique in the process and random-looking: the first half is a
+/// random number drawn once per thread, the second a per-thread counter passed through a
+/// keyed bijection (so ids never repeat on a thread, and do not read as a sequence). Drawing
+/// 128 fresh random bits per request cost more than the rest of the id's work; an id needs to
+/// be unique, not secret.
 pub fn new_request_id() -> String {
-    let mut bytes = [0u8; 16];
-    // The system RNG failing is not recoverable in any useful way; fall back to time.
-    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        bytes = nanos.to_be_bytes();
+    thread_local! {
+        static IDS: std::cell::Cell<(u64, u64, u64)> = std::cell::Cell::new(id_seed());
     }
+    let (prefix, key, counter) = IDS.get();
+    IDS.set((prefix, key, counter.wrapping_add(1)));
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&prefix.to_be_bytes());
+    bytes[8..].copy_from_slice(&scramble(counter ^ key).to_be_bytes());
     crate::hex::encode(&bytes)
+}
+
+/// A thread's id prefix, counter key and first counter value, from the system RNG (the time
+/// and the thread's id if it fails, which leaves ids unique but guessable).
+fn id_seed() -> (u64, u64, u64) {
+    let mut bytes = [0u8; 24];
+    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        std::time::SystemTime::now().hash(&mut h);
+        std::thread::current().id().hash(&mut h);
+        bytes[..8].copy_from_slice(&h.finish().to_be_bytes());
+    }
+    let word = |i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&bytes[i * 8..i * 8 + 8]);
+        u64::from_be_bytes(w)
+    };
+    (word(0), word(1), word(2))
+}
+
+/// The splitmix64 finaliser: a bijection on `u64` (each step is invertible), so distinct
+/// counters give distinct ids.
+fn scramble(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
 /// Adds `X-Forwarded-For` (appended), `X-Forwarded-Proto`, `X-Forwarded-Host` and `Forwarded`.
@@ -153,37 +186,51 @@ pub fn set_forwarded(
     proto: &str,
     host: Option<&HeaderValue>,
 ) {
-    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {client}"),
-        None => client.to_string(),
+    let client_text = client.to_string();
+    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {client_text}"),
+        None => client_text.clone(),
     };
     if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert("x-forwarded-for", v);
+        headers.insert(&X_FORWARDED_FOR, v);
     }
     headers.insert(
-        "x-forwarded-proto",
+        &X_FORWARDED_PROTO,
         HeaderValue::from_static(if proto == "https" { "https" } else { "http" }),
     );
-    let for_node = match client {
-        IpAddr::V4(ip) => ip.to_string(),
-        IpAddr::V6(ip) => format!("\"[{ip}]\""),
-    };
-    let mut forwarded = format!("for={for_node};proto={proto}");
+    let prev = headers
+        .get(header::FORWARDED)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let mut forwarded = String::with_capacity(64);
+    if let Some(prev) = &prev {
+        forwarded.push_str(prev);
+        forwarded.push_str(", ");
+    }
+    forwarded.push_str("for=");
+    match client {
+        IpAddr::V4(_) => forwarded.push_str(&client_text),
+        IpAddr::V6(_) => {
+            forwarded.push_str("\"[");
+            forwarded.push_str(&client_text);
+            forwarded.push_str("]\"");
+        }
+    }
+    forwarded.push_str(";proto=");
+    forwarded.push_str(proto);
     if let Some(host) = host.and_then(|h| h.to_str().ok())
         && host
             .bytes()
             .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
     {
-        forwarded.push_str(&format!(";host=\"{host}\""));
+        forwarded.push_str(";host=\"");
+        forwarded.push_str(host);
+        forwarded.push('"');
         if let Ok(v) = HeaderValue::from_str(host) {
-            headers.insert("x-forwarded-host", v);
+            headers.insert(&X_FORWARDED_HOST, v);
         }
     }
-    let value = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {forwarded}"),
-        None => forwarded,
-    };
-    if let Ok(v) = HeaderValue::from_str(&value) {
+    if let Ok(v) = HeaderValue::from_str(&forwarded) {
         headers.insert(header::FORWARDED, v);
     }
 }
@@ -233,6 +280,43 @@ mod tests {
         let id = request_id(&h);
         assert_eq!(id.len(), 32);
         assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn new_request_ids_are_unique_32_digit_hex() {
+        let ids: std::collections::HashSet<String> =
+            (0..100_000).map(|_| new_request_id()).collect();
+        assert_eq!(ids.len(), 100_000);
+        assert!(
+            ids.iter()
+                .all(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        );
+        let other = std::thread::spawn(new_request_id).join().unwrap();
+        assert!(!ids.contains(&other));
+        // Consecutive ids differ in many bits, not only in the last digit.
+        let (a, b) = (new_request_id(), new_request_id());
+        let differing = a[16..]
+            .bytes()
+            .zip(b[16..].bytes())
+            .filter(|(x, y)| x != y)
+            .count();
+        assert!(differing > 4, "{a} {b}");
+    }
+
+    #[test]
+    fn forwarded_quotes_ipv6_and_appends_to_an_earlier_hop() {
+        let mut h = HeaderMap::new();
+        h.insert(header::FORWARDED, HeaderValue::from_static("for=10.0.0.1"));
+        set_forwarded(&mut h, "::1".parse().unwrap(), "https", None);
+        assert_eq!(h["forwarded"], "for=10.0.0.1, for=\"[::1]\";proto=https");
+        assert_eq!(h["x-forwarded-for"], "::1");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert!(h.get("x-forwarded-host").is_none());
+        // A host that could break out of the quoted string is left out.
+        let mut h = HeaderMap::new();
+        let evil = HeaderValue::from_static("a\"b");
+        set_forwarded(&mut h, "127.0.0.1".parse().unwrap(), "http", Some(&evil));
+        assert_eq!(h["forwarded"], "for=127.0.0.1;proto=http");
     }
 
     #[test]
