@@ -325,9 +325,7 @@ async fn graceful_shutdown_finishes_an_in_flight_request() {
     let t = token("crm", &[], "");
     let in_flight = tokio::spawn(async move { get(&url, Some(&t), &[]).await });
     // Shut down once the request is surely in flight (the upstream has it, for 600 ms).
-    while up.count() == 0 {
-        sleep_ms(5).await;
-    }
+    up.wait_for(1).await;
     let addr = gw.addr;
     let started = std::time::Instant::now();
     gw.shutdown().await;
