@@ -1,5 +1,6 @@
 //! Listeners: accept loop, optional TLS, connection limits, HTTP/1.1 + HTTP/2, graceful drain.
 
+mod linger;
 mod tls;
 mod workers;
 
@@ -98,6 +99,7 @@ pub(crate) async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        let stream = linger::Lingering::new(stream);
         let info = ConnInfo {
             remote,
             tls: tls.is_some(),
