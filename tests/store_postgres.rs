@@ -363,3 +363,44 @@ async fn lookup_figures() {
     }
     println!("cache state: {:?}", store.cache_state());
 }
+
+/// Pooled connections are opened on the runtime the pool was made on: one first needed by a
+/// data-plane worker (a runtime of its own) is not lost when that worker's runtime stops, and
+/// its queries do not depend on that worker being free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooled_connections_outlive_the_runtime_that_asked_for_them() {
+    let Some(env) = pg_env() else { return };
+    let target = consentgate::pg::PgTarget::parse(
+        &env.url,
+        std::path::Path::new("."),
+        Some(env.password_file.clone()),
+    )
+    .unwrap();
+    let pool = target
+        .connector()
+        .unwrap()
+        .pool(1, Duration::from_secs(5))
+        .unwrap();
+    let backend_pid = |pool: deadpool_postgres::Pool| async move {
+        let client = pool.get().await.unwrap();
+        let row = client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap();
+        row.get::<_, i32>(0)
+    };
+    // A worker-like runtime opens the pool's only connection, then stops.
+    let worker_pool = pool.clone();
+    let first = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(backend_pid(worker_pool))
+    })
+    .join()
+    .unwrap();
+    // The same connection still serves (a connection driven by the stopped runtime would be
+    // closed and replaced by a new backend).
+    assert_eq!(backend_pid(pool).await, first);
+}

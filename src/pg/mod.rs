@@ -270,11 +270,15 @@ impl Connector {
             .map_err(|e| classify(&e))
     }
 
-    /// A pool of at most `max_size` connections; getting one waits at most `timeout`.
+    /// A pool of at most `max_size` connections; getting one waits at most `timeout`. Its
+    /// connections are opened, and driven, on the runtime this is called on.
     pub fn pool(&self, max_size: usize, timeout: Duration) -> Result<Pool, PgError> {
-        let manager = Manager::from_config(
+        let manager = Manager::from_connect(
             self.config.clone(),
-            self.tls.clone(),
+            OnRuntime {
+                tls: self.tls.clone(),
+                runtime: tokio::runtime::Handle::try_current().ok(),
+            },
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -288,6 +292,48 @@ impl Connector {
             .build()
             .map_err(|e| PgError::Other(e.to_string()))
     }
+}
+
+/// Opens pooled connections on one runtime (the one the pool was made on), so that their
+/// sockets and driver tasks belong to it, not to whichever data-plane worker first needed a
+/// connection: a worker busy with a long synchronous step would otherwise hold up every other
+/// worker's queries on the connections it opened, and take them down when it stops.
+struct OnRuntime {
+    tls: MakeRustlsConnect,
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+type Opened = Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error>;
+
+impl deadpool_postgres::Connect for OnRuntime {
+    fn connect(
+        &self,
+        config: &tokio_postgres::Config,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Opened> + Send + '_>> {
+        let (config, tls) = (config.clone(), self.tls.clone());
+        let runtime = self.runtime.clone();
+        Box::pin(async move {
+            match runtime {
+                Some(runtime) => match runtime.spawn(open(config.clone(), tls.clone())).await {
+                    Ok(opened) => opened,
+                    // That runtime is shutting down: open it here instead.
+                    Err(_) => open(config, tls).await,
+                },
+                None => open(config, tls).await,
+            }
+        })
+    }
+}
+
+/// Opens one pooled connection and spawns its driver on the current runtime.
+async fn open(config: tokio_postgres::Config, tls: MakeRustlsConnect) -> Opened {
+    let (client, connection) = config.connect(tls).await?;
+    let driver = tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(error = %e, "pooled database connection closed");
+        }
+    });
+    Ok((client, driver))
 }
 
 /// Classifies a pool error.
