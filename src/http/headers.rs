@@ -187,26 +187,16 @@ pub fn set_forwarded(
     host: Option<&HeaderValue>,
 ) {
     let client_text = client.to_string();
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {client_text}"),
-        None => client_text.clone(),
+    // `Forwarded` first: it reads `client_text`, which `X-Forwarded-For` then takes.
+    let mut forwarded = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
+        Some(prev) => {
+            let mut f = String::with_capacity(prev.len() + 64);
+            f.push_str(prev);
+            f.push_str(", ");
+            f
+        }
+        None => String::with_capacity(64),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert(&X_FORWARDED_FOR, v);
-    }
-    headers.insert(
-        &X_FORWARDED_PROTO,
-        HeaderValue::from_static(if proto == "https" { "https" } else { "http" }),
-    );
-    let prev = headers
-        .get(header::FORWARDED)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let mut forwarded = String::with_capacity(64);
-    if let Some(prev) = &prev {
-        forwarded.push_str(prev);
-        forwarded.push_str(", ");
-    }
     forwarded.push_str("for=");
     match client {
         IpAddr::V4(_) => forwarded.push_str(&client_text),
@@ -233,6 +223,17 @@ pub fn set_forwarded(
     if let Ok(v) = HeaderValue::from_str(&forwarded) {
         headers.insert(header::FORWARDED, v);
     }
+    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {client_text}"),
+        None => client_text,
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(&X_FORWARDED_FOR, v);
+    }
+    headers.insert(
+        &X_FORWARDED_PROTO,
+        HeaderValue::from_static(if proto == "https" { "https" } else { "http" }),
+    );
 }
 
 #[cfg(test)]
