@@ -14,15 +14,7 @@ use http::StatusCode;
 async fn requests_over_the_in_flight_bound_get_a_fast_503() {
     // The upstream holds both slow requests until released, so they are surely in flight while
     // the others arrive, however loaded the machine.
-    let (release_tx, release_rx) = tokio::sync::watch::channel(false);
-    let up = Upstream::start(std::sync::Arc::new(move |_seen| {
-        let mut release = release_rx.clone();
-        Box::pin(async move {
-            let _ = release.wait_for(|go| *go).await;
-            json_response(StatusCode::OK, bytes::Bytes::from_static(br#"{"ok":true}"#))
-        })
-    }))
-    .await;
+    let (up, release_tx) = Upstream::held(br#"{"ok":true}"#).await;
     let gw = TestGateway::start(&config_text(up.addr, "max_in_flight = 2")).await;
     let t = token("crm", &["support"], "");
     let slow: Vec<_> = (0..2)

@@ -5,33 +5,17 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
 use http::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// An upstream that holds every request until `release` turns true.
-async fn held_upstream() -> (Upstream, tokio::sync::watch::Sender<bool>) {
-    let (release, held) = tokio::sync::watch::channel(false);
-    let up = Upstream::start(Arc::new(move |_seen| {
-        let mut held = held.clone();
-        Box::pin(async move {
-            let _ = held.wait_for(|go| *go).await;
-            json_response(
-                StatusCode::OK,
-                bytes::Bytes::from_static(br#"{"id":"c-1001","name":"Anna"}"#),
-            )
-        })
-    }))
-    .await;
-    (up, release)
-}
+const CUSTOMER: &[u8] = br#"{"id":"c-1001","name":"Anna"}"#;
 
 #[tokio::test]
 async fn the_workers_share_one_connection_budget() {
-    let (up, release) = held_upstream().await;
+    let (up, release) = Upstream::held(CUSTOMER).await;
     let gw = TestGateway::start(&config_text(up.addr, "workers = 4\nmax_connections = 2")).await;
     let t = token("crm", &[], "");
     let held: Vec<_> = (0..2)
@@ -75,7 +59,7 @@ async fn the_workers_share_one_connection_budget() {
 #[tokio::test]
 async fn shutdown_waits_for_the_exchanges_of_every_worker() {
     for workers in [1, 4] {
-        let (up, release) = held_upstream().await;
+        let (up, release) = Upstream::held(CUSTOMER).await;
         let audit = tempfile::tempdir().unwrap();
         let config = config_with_audit(up.addr, &format!("workers = {workers}"), audit.path(), "");
         let gw = TestGateway::start(&config).await;

@@ -125,6 +125,22 @@ impl Upstream {
         .await
     }
 
+    /// An upstream that answers `body` (JSON) to every request, each only once `release` (the
+    /// returned sender) turns true: the requests are surely in flight until then, however
+    /// loaded the machine.
+    pub async fn held(body: &'static [u8]) -> (Upstream, tokio::sync::watch::Sender<bool>) {
+        let (release, held) = tokio::sync::watch::channel(false);
+        let up = Upstream::start(Arc::new(move |_seen| {
+            let mut held = held.clone();
+            Box::pin(async move {
+                let _ = held.wait_for(|go| *go).await;
+                json_response(StatusCode::OK, Bytes::from_static(body))
+            })
+        }))
+        .await;
+        (up, release)
+    }
+
     pub fn last(&self) -> Seen {
         self.seen
             .lock()
