@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use http::StatusCode;
+use http::{Method, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const CUSTOMER: &[u8] = br#"{"id":"c-1001","name":"Anna"}"#;
@@ -50,8 +50,17 @@ async fn the_workers_share_one_connection_budget() {
     for r in held {
         assert_eq!(r.await.unwrap().status, StatusCode::OK);
     }
-    // The slots come back.
-    let r = get(&gw.url("/api/products/9"), Some(&t), &[]).await;
+    // The slots come back, once the server has seen the two connections end (their clients
+    // close them after the answers; until then a new connection is still over the budget).
+    let started = Instant::now();
+    let r = loop {
+        let req = build_request(Method::GET, &gw.url("/api/products/9"), Some(&t), None);
+        match try_send(req).await {
+            Ok(r) => break r,
+            Err(_) if started.elapsed() < Duration::from_secs(5) => sleep_ms(20).await,
+            Err(e) => panic!("the connection slots never came back: {e}"),
+        }
+    };
     assert_eq!(r.status, StatusCode::OK);
     gw.shutdown().await;
 }
