@@ -129,3 +129,87 @@ async fn shutdown_waits_for_the_exchanges_of_every_worker() {
         assert_eq!(ids, expected, "{workers} workers: one record per exchange");
     }
 }
+
+/// The value of an unlabelled counter or gauge on `/metrics`.
+async fn metric(gw: &TestGateway, name: &str) -> u64 {
+    let text = get(&format!("http://{}/metrics", gw.admin), None, &[])
+        .await
+        .text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+/// A personal request alone on its worker writes and fsyncs its audit record on that worker
+/// (no hand-off to the writer thread and back); one that shares its worker with another request
+/// in flight hands the record to the writer thread, so the other is not held up by its
+/// fdatasync. Every record is durable before its answer either way.
+#[tokio::test]
+async fn a_lone_request_writes_its_own_record_and_a_crowded_one_hands_it_off() {
+    let (release, held) = tokio::sync::watch::channel(false);
+    let up = Upstream::start(std::sync::Arc::new(move |seen| {
+        let mut held = held.clone();
+        Box::pin(async move {
+            if seen.uri.contains("c-slow") {
+                let _ = held.wait_for(|go| *go).await;
+            }
+            json_response(StatusCode::OK, bytes::Bytes::from_static(CUSTOMER))
+        })
+    }))
+    .await;
+    let audit = tempfile::tempdir().unwrap();
+    let gw = TestGateway::start(&config_with_audit(up.addr, "workers = 1", audit.path(), "")).await;
+    let t = token("crm", &["support"], "");
+    let in_caller = "consentgate_audit_batches_in_caller_total";
+    for i in 1..=3 {
+        let r = get_personal(
+            &gw,
+            "/api/customers/c-1001/profile",
+            Some(&t),
+            Some("support"),
+            &[],
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!(
+            audit_records(audit.path()).len(),
+            i,
+            "durable before the answer"
+        );
+    }
+    assert_eq!(
+        metric(&gw, in_caller).await,
+        3,
+        "alone: written on the worker"
+    );
+
+    let slow = {
+        let url = gw.url("/api/customers/c-slow/profile");
+        let t = t.clone();
+        tokio::spawn(async move { get(&url, Some(&t), &[("x-purpose", "support")]).await })
+    };
+    up.wait_for(4).await;
+    let r = get_personal(
+        &gw,
+        "/api/customers/c-1001/profile",
+        Some(&t),
+        Some("support"),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(
+        audit_records(audit.path()).len(),
+        4,
+        "durable before the answer"
+    );
+    assert_eq!(
+        metric(&gw, in_caller).await,
+        3,
+        "a request beside another in flight on its worker handed its record off"
+    );
+    release.send(true).unwrap();
+    assert_eq!(slow.await.unwrap().status, StatusCode::OK);
+    assert_eq!(metric(&gw, "consentgate_audit_records_total").await, 5);
+    gw.shutdown().await;
+}

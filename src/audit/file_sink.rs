@@ -70,6 +70,10 @@ impl Sink for FileSink {
         Ok(())
     }
 
+    fn commits_in_caller(&self) -> bool {
+        true
+    }
+
     fn store_checkpoint(&mut self, cp: &Checkpoint) -> Result<(), AuditError> {
         append_checkpoint(&self.dir, cp)
     }

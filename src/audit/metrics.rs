@@ -22,6 +22,7 @@ const FSYNC_BUCKETS: [f64; 14] = [
 pub(crate) struct Metrics {
     records: Counter,
     batches: Counter,
+    batches_in_caller: Counter,
     write_errors: Counter,
     checkpoints: Counter,
     checkpoint_errors: Counter,
@@ -34,6 +35,7 @@ impl Metrics {
         Self {
             records: Counter::default(),
             batches: Counter::default(),
+            batches_in_caller: Counter::default(),
             write_errors: Counter::default(),
             checkpoints: Counter::default(),
             checkpoint_errors: Counter::default(),
@@ -47,6 +49,11 @@ impl Metrics {
         self.records.inc_by(records as u64);
         self.batches.inc();
         self.batch_size.observe(records as f64);
+    }
+
+    /// A batch was written by its appender's own thread, not the writer thread.
+    pub(crate) fn batch_in_caller(&self) {
+        self.batches_in_caller.inc();
     }
 
     pub(crate) fn fsync(&self, seconds: f64) {
@@ -92,6 +99,11 @@ pub(crate) fn register(shared: &Arc<Shared>, registry: &mut Registry) {
     let counters = [
         ("records", "Audit records written and fsync'd", &m.records),
         ("batches", "Group-commit batches written", &m.batches),
+        (
+            "batches_in_caller",
+            "Batches written by the appending request's own thread while the writer was idle (no hand-off)",
+            &m.batches_in_caller,
+        ),
         (
             "write_errors",
             "Batches that failed to be written or fsync'd",

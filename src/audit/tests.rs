@@ -935,3 +935,129 @@ async fn retention_deletes_old_covered_segments_and_verify_starts_from_the_ancho
     };
     assert!(matches!(AuditLog::open(no_key), Err(AuditError::Key(_))));
 }
+
+fn counter(log: &AuditLog, name: &str) -> u64 {
+    let mut metrics = String::new();
+    log.render_prometheus(&mut metrics);
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("consentgate_audit_{name}_total ")))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_idle_writer_lets_the_appender_write_its_record_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(config(dir.path())).unwrap();
+    for i in 0..5 {
+        log.append_now_if_idle(entry(&format!("s{i}")))
+            .await
+            .unwrap();
+        // Durable on return: on disk already, before any other append.
+        assert_eq!(all_records(dir.path()).len(), i + 1);
+    }
+    assert_eq!(counter(&log, "batches_in_caller"), 5);
+    log.append(entry("queued")).await.unwrap();
+    assert_eq!(counter(&log, "batches_in_caller"), 5);
+    assert_eq!(counter(&log, "batches"), 6);
+    drop(log);
+    let report = verify(dir.path(), None).unwrap();
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.records, 6);
+}
+
+/// Appenders that write their own batch and the writer thread's batches interleave on one
+/// chain: every seq once, each appender's records in its order, and the chain verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn records_written_by_appenders_and_by_the_writer_share_one_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(AuditConfig {
+        segment_bytes: 64 * 1024,
+        ..config(dir.path())
+    })
+    .unwrap();
+    let mut tasks = Vec::new();
+    for t in 0..16 {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..50 {
+                let mut e = entry(&format!("s{t}"));
+                e.request_id = format!("{t}-{i:03}");
+                if t % 2 == 0 {
+                    log.append_now_if_idle(e).await.unwrap();
+                } else {
+                    log.append(e).await.unwrap();
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let records = all_records(dir.path());
+    let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, (1..=800).collect::<Vec<u64>>());
+    for t in 0..16 {
+        let mine: Vec<&str> = records
+            .iter()
+            .map(|r| r.request_id.as_str())
+            .filter(|id| id.split('-').next() == Some(&t.to_string()))
+            .collect();
+        assert_eq!(mine.len(), 50);
+        assert!(mine.windows(2).all(|w| w[0] < w[1]));
+    }
+    assert!(counter(&log, "batches_in_caller") > 0);
+    assert!(list_segments(dir.path()).unwrap().len() > 1, "rotated");
+    drop(log);
+    let report = verify(dir.path(), None).unwrap();
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.records, 800);
+}
+
+/// A batch the appender writes itself fails as the writer's would: an error, unhealthy,
+/// nothing advanced; the next one recovers.
+#[tokio::test]
+async fn a_failed_batch_written_by_the_appender_is_an_error_then_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(AuditConfig {
+        segment_bytes: 1,
+        ..config(dir.path())
+    })
+    .unwrap();
+    log.append_now_if_idle(entry("a")).await.unwrap();
+    let blocker = dir.path().join(segment_file_name(2));
+    fs::create_dir(&blocker).unwrap();
+    let err = log.append_now_if_idle(entry("b")).await.unwrap_err();
+    assert!(matches!(err, AuditError::WriteFailed(_)), "{err}");
+    assert!(!log.healthy());
+    assert_eq!(log.head_seq(), 1);
+    assert_eq!(counter(&log, "write_errors"), 1);
+    fs::remove_dir(&blocker).unwrap();
+    log.append_now_if_idle(entry("c")).await.unwrap();
+    assert!(log.healthy());
+    assert_eq!(log.head_seq(), 2);
+    assert_eq!(counter(&log, "batches_in_caller"), 2);
+    drop(log);
+    assert_eq!(verify(dir.path(), None).unwrap().records, 2);
+}
+
+#[tokio::test]
+async fn a_dead_writer_refuses_appends_written_in_the_caller_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = AuditLog::open(config(dir.path())).unwrap();
+    log.append_now_if_idle(entry("a")).await.unwrap();
+    log.kill_writer();
+    for _ in 0..2000 {
+        if !log.writer_alive() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(matches!(
+        log.append_now_if_idle(entry("b")).await,
+        Err(AuditError::Closed)
+    ));
+    assert_eq!(log.head_seq(), 1);
+}

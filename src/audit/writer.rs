@@ -1,13 +1,18 @@
 //! The writer thread: group commit, failure handling, checkpoints, retention.
 //!
-//! One std thread owns the chain head and its storage (a [`Sink`]: the segment files, or
-//! PostgreSQL). Appenders hand it [`Prepared`] entries (already canonical JSON, serialised in
-//! the requesting task) with a ticket. It blocks for the first pending job, drains up to
-//! [`MAX_BATCH`] entries more, splices in seq, ts, prev and the chain's name and hashes each
-//! (the only chained step), hands the batch to the sink (one `write` and one `fdatasync`, or
-//! one committed transaction), and only then publishes the last finished ticket on a `watch`
-//! channel: one wake-up per batch, not a hand-off per record. With [`SyncMode::Always`] every
-//! job (one record, or one `append_all`) is its own batch.
+//! A [`Core`] owns the chain head and its storage (a [`Sink`]: the segment files, or
+//! PostgreSQL) behind a mutex. Appenders hand the writer thread [`Prepared`] entries (already
+//! canonical JSON, serialised in the requesting task) with a ticket. It blocks for the first
+//! pending job, drains up to [`MAX_BATCH`] entries more, and with the core splices in seq, ts,
+//! prev and the chain's name and hashes each (the only chained step), hands the batch to the
+//! sink (one `write` and one `fdatasync`, or one committed transaction), and only then
+//! publishes the last finished ticket on a `watch` channel: one wake-up per batch, not a
+//! hand-off per record. With [`SyncMode::Always`] every job (one record, or one `append_all`)
+//! is its own batch.
+//!
+//! An appender that finds the core free may instead write its own records with it, in its own
+//! thread ([`CommitNow`]): the same sealing and the same write and sync, without the two thread
+//! wake-ups of a hand-off. The gateway does that for a request that is alone on its worker.
 //!
 //! A failed batch is answered with errors and seq/prev are not advanced; the sink re-reads
 //! the head from its storage before the next batch: the storage is the truth.
@@ -168,7 +173,7 @@ impl Sealed {
 
 /// Where the chain is stored: the segment files ([`super::file_sink::FileSink`]) or PostgreSQL
 /// ([`super::postgres::PgSink`]). The writer thread owns it.
-pub(crate) trait Sink: Send + 'static {
+pub(crate) trait Sink: Send + std::fmt::Debug + 'static {
     /// The chain's name, written into every record (`None`, written `null`, for the files).
     fn replica(&self) -> Option<&str>;
 
@@ -194,6 +199,12 @@ pub(crate) trait Sink: Send + 'static {
         None
     }
 
+    /// Whether an appender may write a batch from its own thread ([`CommitNow`]): only a
+    /// sink that neither blocks on a runtime nor needs one.
+    fn commits_in_caller(&self) -> bool {
+        false
+    }
+
     /// Stores a signed checkpoint of the chain head.
     fn store_checkpoint(&mut self, cp: &Checkpoint) -> Result<(), AuditError>;
 
@@ -208,11 +219,12 @@ pub(crate) trait Sink: Send + 'static {
     ) -> Result<Vec<(u64, u64)>, AuditError>;
 }
 
-/// The writer thread's state.
+/// The chain head and its storage, with what the writer does besides writing batches
+/// (checkpoints, retention). The writer thread holds it while it writes a batch; an appender
+/// that finds it free may write its own records with it ([`Core::commit_now`]).
 #[derive(Debug)]
-pub(crate) struct Writer<S> {
+pub(crate) struct Core<S> {
     pub(crate) sink: S,
-    pub(crate) sync: SyncMode,
     pub(crate) shared: Arc<Shared>,
     pub(crate) head: Head,
     pub(crate) checkpoints: Option<CheckpointPlan>,
@@ -220,21 +232,71 @@ pub(crate) struct Writer<S> {
     pub(crate) next_checkpoint_at: Option<Instant>,
     /// Records older than this, covered by a checkpoint, are deleted.
     pub(crate) retention: Option<Duration>,
+}
+
+/// Writes records in the calling thread, when nothing else is writing.
+pub(crate) trait CommitNow: Send + Sync + std::fmt::Debug {
+    /// Seals, writes and makes `entries` durable here, blocking the thread for one write and
+    /// one fdatasync; `None` (nothing done) when a batch is being written, or when the storage
+    /// cannot be written from an async runtime's thread (PostgreSQL: its client blocks on a
+    /// runtime of its own).
+    fn try_commit_now(&self, entries: &[Prepared]) -> Option<Result<(), AuditError>>;
+}
+
+impl<S: Sink> CommitNow for Mutex<Core<S>> {
+    fn try_commit_now(&self, entries: &[Prepared]) -> Option<Result<(), AuditError>> {
+        let mut core = match self.try_lock() {
+            Ok(core) => core,
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+            // The writer panicked while writing: the head is unknown.
+            Err(std::sync::TryLockError::Poisoned(_)) => return Some(Err(AuditError::Closed)),
+        };
+        if !core.sink.commits_in_caller() {
+            return None;
+        }
+        let result = core.write_batch(entries, &mut || {});
+        if result.is_ok() {
+            core.shared.metrics.batch_in_caller();
+        }
+        core.batch_done(&result, entries.len());
+        core.checkpoint_if_due();
+        // As a queued append learns it (Progress::outcome).
+        Some(result.map_err(|e| AuditError::WriteFailed(e.to_string())))
+    }
+}
+
+/// The writer thread: takes queued jobs, writes them with the [`Core`] in batches, and
+/// publishes the progress.
+#[derive(Debug)]
+pub(crate) struct Writer<S> {
+    pub(crate) core: Arc<Mutex<Core<S>>>,
+    pub(crate) sync: SyncMode,
     pub(crate) progress: watch::Sender<Progress>,
+}
+
+/// Locks the core; a panic while it was held (a bug) leaves it as it was, and the sink
+/// re-reads its head from the storage after a failed batch anyway.
+fn lock<S>(core: &Mutex<Core<S>>) -> std::sync::MutexGuard<'_, Core<S>> {
+    core.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl<S: Sink> Writer<S> {
     /// Runs until every sender is dropped, then writes a last checkpoint if due.
-    pub(crate) fn run(mut self, rx: mpsc::Receiver<Msg>) {
-        self.next_checkpoint_at = self
-            .checkpoints
-            .as_ref()
-            .and_then(|c| c.every)
-            .map(|every| Instant::now() + every);
-        self.apply_retention();
+    pub(crate) fn run(self, rx: mpsc::Receiver<Msg>) {
+        let mut next_checkpoint_at = {
+            let mut core = lock(&self.core);
+            core.next_checkpoint_at = core
+                .checkpoints
+                .as_ref()
+                .and_then(|c| c.every)
+                .map(|every| Instant::now() + every);
+            core.apply_retention();
+            core.next_checkpoint_at
+        };
         let mut next_probe = Instant::now() + PROBE_EVERY;
         loop {
-            let wake = [self.next_checkpoint_at, Some(next_probe)]
+            let wake = [next_checkpoint_at, Some(next_probe)]
                 .into_iter()
                 .flatten()
                 .min()
@@ -243,13 +305,15 @@ impl<S: Sink> Writer<S> {
                 Ok(job) => job,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     let now = Instant::now();
+                    let mut core = lock(&self.core);
                     if now >= next_probe {
                         next_probe = now + PROBE_EVERY;
-                        self.probe();
+                        core.probe();
                     }
-                    if self.next_checkpoint_at.is_some_and(|at| now >= at) {
-                        self.checkpoint();
+                    if core.next_checkpoint_at.is_some_and(|at| now >= at) {
+                        core.checkpoint();
                     }
+                    next_checkpoint_at = core.next_checkpoint_at;
                     continue;
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -268,20 +332,22 @@ impl<S: Sink> Writer<S> {
                     Err(_) => break,
                 }
             }
+            let mut core = lock(&self.core);
             match self.sync {
-                SyncMode::Group => self.commit(jobs),
+                SyncMode::Group => self.commit(&mut core, jobs),
                 SyncMode::Always => {
                     for job in jobs {
-                        self.commit(vec![job]);
+                        self.commit(&mut core, vec![job]);
                     }
                 }
             }
-            self.checkpoint_if_due();
+            core.checkpoint_if_due();
+            next_checkpoint_at = core.next_checkpoint_at;
         }
-        self.checkpoint();
+        lock(&self.core).checkpoint();
     }
 
-    fn commit(&mut self, jobs: Vec<Job>) {
+    fn commit(&self, core: &mut Core<S>, jobs: Vec<Job>) {
         let (Some(first), Some(last)) = (
             jobs.first().map(|j| j.ticket),
             jobs.last().map(|j| j.ticket),
@@ -294,21 +360,18 @@ impl<S: Sink> Writer<S> {
             .map(|j| j.entries.len())
             .sum();
         let entries: Vec<Prepared> = jobs.into_iter().flat_map(|j| j.entries).collect();
-        let n = entries.len();
-        let result = self.write_batch(&entries, Some(last));
-        self.shared.lazy_pending.fetch_sub(lazy, Ordering::AcqRel);
+        let progress = &self.progress;
+        let result = core.write_batch(&entries, &mut || {
+            progress.send_modify(|p| p.written = last);
+        });
+        core.shared.lazy_pending.fetch_sub(lazy, Ordering::AcqRel);
+        core.batch_done(&result, entries.len());
         match result {
-            Ok(()) => {
-                self.shared.healthy.store(true, Ordering::Release);
-                self.progress.send_modify(|p| {
-                    p.done = last;
-                    p.written = last;
-                });
-            }
+            Ok(()) => self.progress.send_modify(|p| {
+                p.done = last;
+                p.written = last;
+            }),
             Err(e) => {
-                self.shared.healthy.store(false, Ordering::Release);
-                self.shared.metrics.write_error();
-                tracing::error!(error = %e, records = n, "audit log: batch not written");
                 let message: Arc<str> = e.to_string().into();
                 self.progress.send_modify(|p| {
                     p.done = last;
@@ -326,10 +389,28 @@ impl<S: Sink> Writer<S> {
             }
         }
     }
+}
 
-    /// Seals `entries` onto the head and stores them; once written (before durability)
-    /// publishes `ticket` as written, for lazy appenders.
-    fn write_batch(&mut self, entries: &[Prepared], ticket: Option<u64>) -> Result<(), AuditError> {
+impl<S: Sink> Core<S> {
+    /// Publishes the health a batch of `n` records showed.
+    fn batch_done(&self, result: &Result<(), AuditError>, n: usize) {
+        match result {
+            Ok(()) => self.shared.healthy.store(true, Ordering::Release),
+            Err(e) => {
+                self.shared.healthy.store(false, Ordering::Release);
+                self.shared.metrics.write_error();
+                tracing::error!(error = %e, records = n, "audit log: batch not written");
+            }
+        }
+    }
+
+    /// Seals `entries` onto the head and stores them; calls `written` once they are written
+    /// (visible to readers), before they are durable.
+    fn write_batch(
+        &mut self,
+        entries: &[Prepared],
+        written: &mut dyn FnMut(),
+    ) -> Result<(), AuditError> {
         let mut head = self.head.clone();
         let ready = self.sink.ready(&mut head);
         if head != self.head {
@@ -357,12 +438,7 @@ impl<S: Sink> Writer<S> {
             });
             seq += 1;
         }
-        let progress = &self.progress;
-        self.sink.write(&batch, &self.shared.metrics, &mut || {
-            if let Some(t) = ticket {
-                progress.send_modify(|p| p.written = t);
-            }
-        })?;
+        self.sink.write(&batch, &self.shared.metrics, written)?;
         self.head = Head {
             next_seq: seq,
             prev,
@@ -475,7 +551,7 @@ impl<S: Sink> Writer<S> {
             "retention",
             200,
         );
-        if let Err(e) = self.write_batch(&[Prepared::new(&entry)], None) {
+        if let Err(e) = self.write_batch(&[Prepared::new(&entry)], &mut || {}) {
             tracing::error!(error = %e, "audit log: the retention record was not written");
         }
     }

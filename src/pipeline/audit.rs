@@ -83,6 +83,10 @@ pub(crate) async fn record(
     let access = crate::metrics::Access::from(&entry);
     let written = if ctx.caller.is_none() && decision == Decision::Deny {
         state.audit.append_lazy(entry).await
+    } else if crate::server::alone() {
+        // Nothing else waits on this thread: write the record here rather than wake the
+        // writer thread and be woken by it.
+        state.audit.append_now_if_idle(entry).await
     } else {
         state.audit.append(entry).await
     };

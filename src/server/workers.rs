@@ -26,11 +26,41 @@ use super::{Handler, Limits};
 
 thread_local! {
     static INDEX: Cell<usize> = const { Cell::new(0) };
+    /// Requests in flight on this data-plane worker; `None` on any other thread.
+    static IN_FLIGHT: Cell<Option<usize>> = const { Cell::new(None) };
 }
 
 /// The index of the data-plane worker running this thread (0 on any other thread).
 pub(crate) fn worker_index() -> usize {
     INDEX.get()
+}
+
+/// True on a data-plane worker whose only request in flight is the caller's: blocking the
+/// thread for a moment then holds up no other request.
+pub(crate) fn alone() -> bool {
+    IN_FLIGHT.get() == Some(1)
+}
+
+/// One request in flight on this thread, counted while it lives if the thread is a
+/// data-plane worker (its requests never move to another thread).
+pub(crate) struct InFlight(bool);
+
+impl InFlight {
+    /// Counts a request that starts now.
+    pub(crate) fn enter() -> Self {
+        let counted = IN_FLIGHT.get().map(|n| IN_FLIGHT.set(Some(n + 1)));
+        Self(counted.is_some())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if self.0
+            && let Some(n) = IN_FLIGHT.get()
+        {
+            IN_FLIGHT.set(Some(n.saturating_sub(1)));
+        }
+    }
 }
 
 /// What every worker serves its connections with.
@@ -109,6 +139,7 @@ impl Worker {
 
 fn run(index: usize, runtime: Runtime, listener: TcpListener, started: mpsc::Receiver<Start>) {
     INDEX.set(index);
+    IN_FLIGHT.set(Some(0));
     let Ok(Start {
         serving,
         drained,
@@ -134,4 +165,33 @@ fn run(index: usize, runtime: Runtime, listener: TcpListener, started: mpsc::Rec
     // connections still open when the grace ran out.
     drop(runtime);
     let _ = finished.send(());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_worker_with_one_request_in_flight_is_alone() {
+        thread::spawn(|| {
+            // Not a data-plane worker: never alone, and nothing is counted.
+            let guard = InFlight::enter();
+            assert!(!alone());
+            drop(guard);
+            assert_eq!(IN_FLIGHT.get(), None);
+            IN_FLIGHT.set(Some(0));
+            assert!(!alone());
+            let first = InFlight::enter();
+            assert!(alone());
+            let second = InFlight::enter();
+            assert!(!alone());
+            drop(first);
+            assert!(alone());
+            drop(second);
+            assert!(!alone());
+            assert_eq!(IN_FLIGHT.get(), Some(0));
+        })
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e));
+    }
 }
