@@ -420,22 +420,26 @@ impl AuditLog {
         self.durable(ticket).await
     }
 
-    /// Appends a record like [`AuditLog::append`], but when no batch is being written, writes
-    /// and fdatasyncs it in the calling thread instead of handing it to the writer thread and
+    /// [`AuditLog::append_all`], but when no batch is being written, writes and fdatasyncs
+    /// the records in the calling thread instead of handing them to the writer thread and
     /// waiting to be woken: two thread wake-ups fewer, at the price of blocking the thread for
-    /// one fdatasync. For a caller that has nothing else to run on its thread meanwhile (a
-    /// data-plane worker with this one request in flight); anyone else should `append`.
-    pub(crate) async fn append_now_if_idle(&self, entry: AuditEntry) -> Result<(), AuditError> {
-        let prepared = Prepared::new(&entry);
+    /// one write and one fdatasync. For a caller that has nothing else to run on its thread
+    /// meanwhile (a data-plane worker with this one request in flight); anyone else should
+    /// `append_all`.
+    pub(crate) async fn append_all_now_if_idle(
+        &self,
+        entries: &[AuditEntry],
+    ) -> Result<(), AuditError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let prepared: Vec<Prepared> = entries.iter().map(Prepared::new).collect();
         if self.writer_alive()
-            && let Some(done) = self
-                .inner
-                .now
-                .try_commit_now(std::slice::from_ref(&prepared))
+            && let Some(done) = self.inner.now.try_commit_now(&prepared)
         {
             return done;
         }
-        let ticket = self.submit(vec![prepared], false)?;
+        let ticket = self.submit(prepared, false)?;
         self.durable(ticket).await
     }
 

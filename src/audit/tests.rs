@@ -952,7 +952,7 @@ async fn an_idle_writer_lets_the_appender_write_its_record_itself() {
     let dir = tempfile::tempdir().unwrap();
     let log = AuditLog::open(config(dir.path())).unwrap();
     for i in 0..5 {
-        log.append_now_if_idle(entry(&format!("s{i}")))
+        log.append_all_now_if_idle(&[entry(&format!("s{i}"))])
             .await
             .unwrap();
         // Durable on return: on disk already, before any other append.
@@ -961,11 +961,30 @@ async fn an_idle_writer_lets_the_appender_write_its_record_itself() {
     assert_eq!(counter(&log, "batches_in_caller"), 5);
     log.append(entry("queued")).await.unwrap();
     assert_eq!(counter(&log, "batches_in_caller"), 5);
-    assert_eq!(counter(&log, "batches"), 6);
+    // Several records: one batch, consecutive seqs, in order.
+    let many: Vec<AuditEntry> = (0..4).map(|i| entry(&format!("m{i}"))).collect();
+    log.append_all_now_if_idle(&many).await.unwrap();
+    log.append_all_now_if_idle(&[]).await.unwrap();
+    assert_eq!(counter(&log, "batches_in_caller"), 6);
+    assert_eq!(counter(&log, "batches"), 7);
+    let records = all_records(dir.path());
+    let tail: Vec<(u64, Option<&str>)> = records[6..]
+        .iter()
+        .map(|r| (r.seq, r.subject.as_deref()))
+        .collect();
+    assert_eq!(
+        tail,
+        vec![
+            (7, Some("m0")),
+            (8, Some("m1")),
+            (9, Some("m2")),
+            (10, Some("m3"))
+        ]
+    );
     drop(log);
     let report = verify(dir.path(), None).unwrap();
     assert!(report.ok, "{report:?}");
-    assert_eq!(report.records, 6);
+    assert_eq!(report.records, 10);
 }
 
 /// Appenders that write their own batch and the writer thread's batches interleave on one
@@ -986,7 +1005,7 @@ async fn records_written_by_appenders_and_by_the_writer_share_one_chain() {
                 let mut e = entry(&format!("s{t}"));
                 e.request_id = format!("{t}-{i:03}");
                 if t % 2 == 0 {
-                    log.append_now_if_idle(e).await.unwrap();
+                    log.append_all_now_if_idle(&[e]).await.unwrap();
                 } else {
                     log.append(e).await.unwrap();
                 }
@@ -1026,16 +1045,16 @@ async fn a_failed_batch_written_by_the_appender_is_an_error_then_recovers() {
         ..config(dir.path())
     })
     .unwrap();
-    log.append_now_if_idle(entry("a")).await.unwrap();
+    log.append_all_now_if_idle(&[entry("a")]).await.unwrap();
     let blocker = dir.path().join(segment_file_name(2));
     fs::create_dir(&blocker).unwrap();
-    let err = log.append_now_if_idle(entry("b")).await.unwrap_err();
+    let err = log.append_all_now_if_idle(&[entry("b")]).await.unwrap_err();
     assert!(matches!(err, AuditError::WriteFailed(_)), "{err}");
     assert!(!log.healthy());
     assert_eq!(log.head_seq(), 1);
     assert_eq!(counter(&log, "write_errors"), 1);
     fs::remove_dir(&blocker).unwrap();
-    log.append_now_if_idle(entry("c")).await.unwrap();
+    log.append_all_now_if_idle(&[entry("c")]).await.unwrap();
     assert!(log.healthy());
     assert_eq!(log.head_seq(), 2);
     assert_eq!(counter(&log, "batches_in_caller"), 2);
@@ -1047,7 +1066,7 @@ async fn a_failed_batch_written_by_the_appender_is_an_error_then_recovers() {
 async fn a_dead_writer_refuses_appends_written_in_the_caller_too() {
     let dir = tempfile::tempdir().unwrap();
     let log = AuditLog::open(config(dir.path())).unwrap();
-    log.append_now_if_idle(entry("a")).await.unwrap();
+    log.append_all_now_if_idle(&[entry("a")]).await.unwrap();
     log.kill_writer();
     for _ in 0..2000 {
         if !log.writer_alive() {
@@ -1056,7 +1075,7 @@ async fn a_dead_writer_refuses_appends_written_in_the_caller_too() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert!(matches!(
-        log.append_now_if_idle(entry("b")).await,
+        log.append_all_now_if_idle(&[entry("b")]).await,
         Err(AuditError::Closed)
     ));
     assert_eq!(log.head_seq(), 1);

@@ -6,7 +6,7 @@ use http::header::HeaderValue;
 use http::{Method, Response};
 
 use super::{Ctx, error_response};
-use crate::audit::{AuditEntry, ConsentUsed, Decision};
+use crate::audit::{AuditEntry, AuditError, ConsentUsed, Decision};
 use crate::error::GatewayError;
 use crate::http::Body;
 use crate::http::headers::{X_DECISION, X_REGION};
@@ -39,6 +39,18 @@ fn decision(ctx: &Ctx, error: Option<&GatewayError>) -> (Decision, &'static str)
         (Some(Verdict::Deny), _) => (Decision::Deny, ctx.reason.unwrap_or("deny")),
         (None, Some(e)) => (Decision::Deny, e.code()),
         (None, None) => (Decision::Deny, "internal"),
+    }
+}
+
+/// Appends `entries` as one batch and returns once they are durable. On a data-plane worker
+/// serving no other request they are written on this very thread when the writer is idle
+/// ([`crate::audit::AuditLog::append_all_now_if_idle`]: no wake-ups of and by the writer
+/// thread); otherwise they are handed to the writer thread's group commit.
+pub(crate) async fn append_all(state: &State, entries: &[AuditEntry]) -> Result<(), AuditError> {
+    if crate::server::alone() {
+        state.audit.append_all_now_if_idle(entries).await
+    } else {
+        state.audit.append_all(entries).await
     }
 }
 
@@ -83,12 +95,8 @@ pub(crate) async fn record(
     let access = crate::metrics::Access::from(&entry);
     let written = if ctx.caller.is_none() && decision == Decision::Deny {
         state.audit.append_lazy(entry).await
-    } else if crate::server::alone() {
-        // Nothing else waits on this thread: write the record here rather than wake the
-        // writer thread and be woken by it.
-        state.audit.append_now_if_idle(entry).await
     } else {
-        state.audit.append(entry).await
+        append_all(state, std::slice::from_ref(&entry)).await
     };
     state.metrics.access(&access, written.is_ok());
     if let Err(e) = written {

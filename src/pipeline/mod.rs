@@ -26,7 +26,7 @@ use http::{Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-pub(crate) use audit::consent_used;
+pub(crate) use audit::{append_all, consent_used};
 pub(crate) use resolve::gpc;
 
 use crate::error::GatewayError;

@@ -125,7 +125,7 @@ async fn audit_all(
     request_id: &str,
     entries: Vec<AuditEntry>,
 ) -> Result<(), GatewayError> {
-    let written = state.audit.append_all(&entries).await;
+    let written = super::audit::append_all(state, &entries).await;
     count(state, route_index, &entries, written.is_ok());
     written.map_err(|e| {
         tracing::error!(error = %e, %request_id, "collection audit records not written; releasing nothing");
