@@ -147,11 +147,16 @@ async fn metric(gw: &TestGateway, name: &str) -> u64 {
 #[tokio::test]
 async fn a_lone_request_writes_its_own_record_and_a_crowded_one_hands_it_off() {
     let (release, held) = tokio::sync::watch::channel(false);
+    let (release_gone, held_gone) = tokio::sync::watch::channel(false);
     let up = Upstream::start(std::sync::Arc::new(move |seen| {
         let mut held = held.clone();
+        let mut held_gone = held_gone.clone();
         Box::pin(async move {
             if seen.uri.contains("c-slow") {
                 let _ = held.wait_for(|go| *go).await;
+            }
+            if seen.uri.contains("c-gone") {
+                let _ = held_gone.wait_for(|go| *go).await;
             }
             json_response(StatusCode::OK, bytes::Bytes::from_static(CUSTOMER))
         })
@@ -174,7 +179,7 @@ async fn a_lone_request_writes_its_own_record_and_a_crowded_one_hands_it_off() {
         assert_eq!(
             audit_records(audit.path()).len(),
             i,
-            "durable before the answer"
+            "written before the answer"
         );
     }
     assert_eq!(
@@ -201,7 +206,7 @@ async fn a_lone_request_writes_its_own_record_and_a_crowded_one_hands_it_off() {
     assert_eq!(
         audit_records(audit.path()).len(),
         4,
-        "durable before the answer"
+        "written before the answer"
     );
     assert_eq!(
         metric(&gw, in_caller).await,
@@ -211,5 +216,39 @@ async fn a_lone_request_writes_its_own_record_and_a_crowded_one_hands_it_off() {
     release.send(true).unwrap();
     assert_eq!(slow.await.unwrap().status, StatusCode::OK);
     assert_eq!(metric(&gw, "consentgate_audit_records_total").await, 5);
+
+    // An exchange whose client hung up still runs to its record, and still counts as in flight.
+    let before = metric(&gw, in_caller).await;
+    let mut gone = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let req = format!(
+        "GET /api/customers/c-gone/profile HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {t}\r\nx-purpose: support\r\n\r\n"
+    );
+    gone.write_all(req.as_bytes()).await.unwrap();
+    up.wait_for(6).await;
+    drop(gone);
+    sleep_ms(50).await;
+    let r = get_personal(
+        &gw,
+        "/api/customers/c-1001/profile",
+        Some(&t),
+        Some("support"),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(
+        metric(&gw, in_caller).await,
+        before,
+        "a request beside an abandoned exchange on its worker handed its record off"
+    );
+    release_gone.send(true).unwrap();
+    let started = Instant::now();
+    while metric(&gw, "consentgate_audit_records_total").await < 7 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the abandoned exchange has no record"
+        );
+        sleep_ms(10).await;
+    }
     gw.shutdown().await;
 }

@@ -70,6 +70,10 @@ impl Sink for FileSink {
         Ok(())
     }
 
+    fn forget_head(&mut self) {
+        self.recheck = true;
+    }
+
     fn commits_in_caller(&self) -> bool {
         true
     }

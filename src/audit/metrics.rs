@@ -98,7 +98,11 @@ pub(crate) fn register(shared: &Arc<Shared>, registry: &mut Registry) {
     let m = &shared.metrics;
     let counters = [
         ("records", "Audit records written and fsync'd", &m.records),
-        ("batches", "Group-commit batches written", &m.batches),
+        (
+            "batches",
+            "Batches written: group commits of the writer thread, and batches_in_caller",
+            &m.batches,
+        ),
         (
             "batches_in_caller",
             "Batches written by the appending request's own thread while the writer was idle (no hand-off)",

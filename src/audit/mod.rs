@@ -62,7 +62,9 @@ use metrics::Metrics;
 use postgres::PgSink;
 use record::Prepared;
 use recover::recover_tail;
-use writer::{CheckpointPlan, CommitNow, Core, Job, Msg, Progress, Shared, Sink, Writer};
+use writer::{
+    CheckpointPlan, CommitNow, Core, Job, Msg, Progress, Shared, Sink, Writer, WriterOnly,
+};
 
 /// Most lazy records ([`AuditLog::append_lazy`]) queued at once; past it, lazy appends wait
 /// for their fsync like any other, so a flood slows to the disk's pace instead of growing
@@ -345,7 +347,8 @@ impl AuditLog {
             retention_deleted: AtomicU64::new(0),
         });
         let (progress, progress_rx) = watch::channel(Progress::default());
-        let core = Arc::new(Mutex::new(Core {
+        let in_caller = sink.commits_in_caller();
+        let mut core = Core {
             sink,
             shared: Arc::clone(&shared),
             head: opened.head,
@@ -353,7 +356,17 @@ impl AuditLog {
             last_checkpoint_seq: opened.latest.map_or(0, |cp| cp.seq.min(head_seq)),
             next_checkpoint_at: None,
             retention: config.retention,
-        }));
+        };
+        core.start();
+        let core = Arc::new(Mutex::new(core));
+        // Only a sink appenders may write with is shared with them; any other is held, and
+        // dropped, by the writer thread alone (PostgreSQL's client owns a runtime, which must
+        // not be dropped on an async task's thread).
+        let now: Arc<dyn CommitNow> = if in_caller {
+            core.clone()
+        } else {
+            Arc::new(WriterOnly)
+        };
         let writer = Writer {
             core: Arc::clone(&core),
             sync: config.sync,
@@ -368,7 +381,7 @@ impl AuditLog {
             inner: Arc::new(Inner {
                 submit: Mutex::new(Some(Submit { tx, next_ticket: 1 })),
                 progress: progress_rx,
-                now: core,
+                now,
                 thread: Some(thread),
                 shared,
                 reader: opened.reader,
@@ -399,6 +412,19 @@ impl AuditLog {
             .map_err(|_| AuditError::Closed)?;
         submit.next_ticket += 1;
         Ok(ticket)
+    }
+
+    /// Tells the writer thread to make a checkpoint if one is due. A writer that is gone
+    /// makes none, as it would write no record either.
+    fn wake_writer(&self) {
+        let guard = self
+            .inner
+            .submit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(submit) = guard.as_ref() {
+            let _ = submit.tx.send(Msg::Checkpoint);
+        }
     }
 
     /// Waits until `ticket`'s batch is finished and returns its outcome.
@@ -437,6 +463,9 @@ impl AuditLog {
         if self.writer_alive()
             && let Some(done) = self.inner.now.try_commit_now(&prepared)
         {
+            if done.is_ok() && self.inner.now.checkpoint_due() {
+                self.wake_writer();
+            }
             return done;
         }
         let ticket = self.submit(prepared, false)?;

@@ -955,7 +955,7 @@ async fn an_idle_writer_lets_the_appender_write_its_record_itself() {
         log.append_all_now_if_idle(&[entry(&format!("s{i}"))])
             .await
             .unwrap();
-        // Durable on return: on disk already, before any other append.
+        // Written on return, before any other append.
         assert_eq!(all_records(dir.path()).len(), i + 1);
     }
     assert_eq!(counter(&log, "batches_in_caller"), 5);
@@ -1079,4 +1079,46 @@ async fn a_dead_writer_refuses_appends_written_in_the_caller_too() {
         Err(AuditError::Closed)
     ));
     assert_eq!(log.head_seq(), 1);
+}
+
+/// Records an appender writes itself still count towards `every_records`: the writer thread,
+/// told so, makes the checkpoint (the appender writes only its records).
+#[tokio::test]
+async fn checkpoints_by_count_cover_records_written_by_their_appenders() {
+    let dir = tempfile::tempdir().unwrap();
+    let (private, public) = test_keys(true);
+    let key = dir.path().join("audit.key");
+    fs::write(&key, private).unwrap();
+    let log = AuditLog::open(AuditConfig {
+        checkpoint: Some(CheckpointConfig {
+            key_pem_path: key,
+            every_records: Some(3),
+            every: None,
+        }),
+        ..config(&dir.path().join("log"))
+    })
+    .unwrap();
+    for round in 1..=2u64 {
+        // The writer is idle: each of these is written by its appender.
+        for i in 0..3 {
+            log.append_all_now_if_idle(&[entry(&format!("s{round}-{i}"))])
+                .await
+                .unwrap();
+        }
+        assert_eq!(counter(&log, "batches_in_caller"), 3 * round);
+        // Told at once, not at its next idle probe (1 s).
+        let started = std::time::Instant::now();
+        while log.latest_checkpoint().map(|c| c.seq) != Some(3 * round) {
+            assert!(
+                started.elapsed() < Duration::from_millis(900),
+                "no checkpoint at {}: {:?}",
+                3 * round,
+                log.latest_checkpoint()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let cp = log.latest_checkpoint().unwrap();
+    verify_checkpoint_signature(&cp, public.as_bytes()).unwrap();
+    assert_eq!(counter(&log, "checkpoints"), 2);
 }

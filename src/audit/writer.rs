@@ -67,15 +67,18 @@ pub(crate) struct Job {
 pub(crate) enum Msg {
     /// Write these entries.
     Append(Job),
+    /// Make a checkpoint if one is due (records were written by their appenders).
+    Checkpoint,
     /// Make the writer thread die, as a bug would (tests of what a dead writer does).
     #[cfg(test)]
     Die,
 }
 
 impl Msg {
-    fn into_job(self) -> Job {
+    fn into_job(self) -> Option<Job> {
         match self {
-            Self::Append(job) => job,
+            Self::Append(job) => Some(job),
+            Self::Checkpoint => None,
             #[cfg(test)]
             Self::Die => panic!("audit writer told to die"),
         }
@@ -172,7 +175,8 @@ impl Sealed {
 }
 
 /// Where the chain is stored: the segment files ([`super::file_sink::FileSink`]) or PostgreSQL
-/// ([`super::postgres::PgSink`]). The writer thread owns it.
+/// ([`super::postgres::PgSink`]), held by the [`Core`]: the writer thread, and for the files
+/// also an appender writing its own batch ([`CommitNow`]), use it under the core's lock.
 pub(crate) trait Sink: Send + std::fmt::Debug + 'static {
     /// The chain's name, written into every record (`None`, written `null`, for the files).
     fn replica(&self) -> Option<&str>;
@@ -198,6 +202,10 @@ pub(crate) trait Sink: Send + std::fmt::Debug + 'static {
         let _ = head;
         None
     }
+
+    /// A panic happened while the core was held: whatever was under way may be half done, so
+    /// the next [`Sink::ready`] must re-read the head from the storage.
+    fn forget_head(&mut self);
 
     /// Whether an appender may write a batch from its own thread ([`CommitNow`]): only a
     /// sink that neither blocks on a runtime nor needs one.
@@ -241,6 +249,25 @@ pub(crate) trait CommitNow: Send + Sync + std::fmt::Debug {
     /// cannot be written from an async runtime's thread (PostgreSQL: its client blocks on a
     /// runtime of its own).
     fn try_commit_now(&self, entries: &[Prepared]) -> Option<Result<(), AuditError>>;
+
+    /// Whether a checkpoint is due by record count (the writer thread makes it: an appender
+    /// writes its records and nothing else).
+    fn checkpoint_due(&self) -> bool;
+}
+
+/// For a sink no appender may write with (PostgreSQL): never commits, so that only the
+/// writer thread ever holds, and finally drops, the sink.
+#[derive(Debug)]
+pub(crate) struct WriterOnly;
+
+impl CommitNow for WriterOnly {
+    fn try_commit_now(&self, _: &[Prepared]) -> Option<Result<(), AuditError>> {
+        None
+    }
+
+    fn checkpoint_due(&self) -> bool {
+        false
+    }
 }
 
 impl<S: Sink> CommitNow for Mutex<Core<S>> {
@@ -248,8 +275,7 @@ impl<S: Sink> CommitNow for Mutex<Core<S>> {
         let mut core = match self.try_lock() {
             Ok(core) => core,
             Err(std::sync::TryLockError::WouldBlock) => return None,
-            // The writer panicked while writing: the head is unknown.
-            Err(std::sync::TryLockError::Poisoned(_)) => return Some(Err(AuditError::Closed)),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => recover(self, poisoned),
         };
         if !core.sink.commits_in_caller() {
             return None;
@@ -259,9 +285,13 @@ impl<S: Sink> CommitNow for Mutex<Core<S>> {
             core.shared.metrics.batch_in_caller();
         }
         core.batch_done(&result, entries.len());
-        core.checkpoint_if_due();
         // As a queued append learns it (Progress::outcome).
         Some(result.map_err(|e| AuditError::WriteFailed(e.to_string())))
+    }
+
+    fn checkpoint_due(&self) -> bool {
+        self.try_lock()
+            .is_ok_and(|core| core.checkpoint_due_by_count())
     }
 }
 
@@ -274,26 +304,30 @@ pub(crate) struct Writer<S> {
     pub(crate) progress: watch::Sender<Progress>,
 }
 
-/// Locks the core; a panic while it was held (a bug) leaves it as it was, and the sink
-/// re-reads its head from the storage after a failed batch anyway.
-fn lock<S>(core: &Mutex<Core<S>>) -> std::sync::MutexGuard<'_, Core<S>> {
+/// Locks the core (see [`recover`] for one a panic left poisoned).
+fn lock<S: Sink>(core: &Mutex<Core<S>>) -> std::sync::MutexGuard<'_, Core<S>> {
     core.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .unwrap_or_else(|poisoned| recover(core, poisoned))
+}
+
+/// Takes over a core whose holder panicked (a bug, mid-batch perhaps): the sink re-reads the
+/// head from the storage before the next batch (the storage is the truth), and the lock is
+/// usable again, so one panicking request does not turn the log off.
+fn recover<'a, S: Sink>(
+    core: &Mutex<Core<S>>,
+    poisoned: std::sync::PoisonError<std::sync::MutexGuard<'a, Core<S>>>,
+) -> std::sync::MutexGuard<'a, Core<S>> {
+    let mut guard = poisoned.into_inner();
+    tracing::error!("audit log: a batch panicked; re-reading the chain head before the next");
+    guard.sink.forget_head();
+    core.clear_poison();
+    guard
 }
 
 impl<S: Sink> Writer<S> {
     /// Runs until every sender is dropped, then writes a last checkpoint if due.
     pub(crate) fn run(self, rx: mpsc::Receiver<Msg>) {
-        let mut next_checkpoint_at = {
-            let mut core = lock(&self.core);
-            core.next_checkpoint_at = core
-                .checkpoints
-                .as_ref()
-                .and_then(|c| c.every)
-                .map(|every| Instant::now() + every);
-            core.apply_retention();
-            core.next_checkpoint_at
-        };
+        let mut next_checkpoint_at = lock(&self.core).next_checkpoint_at;
         let mut next_probe = Instant::now() + PROBE_EVERY;
         loop {
             let wake = [next_checkpoint_at, Some(next_probe)]
@@ -310,24 +344,29 @@ impl<S: Sink> Writer<S> {
                         next_probe = now + PROBE_EVERY;
                         core.probe();
                     }
-                    if core.next_checkpoint_at.is_some_and(|at| now >= at) {
-                        core.checkpoint();
-                    }
+                    core.checkpoint_if_due();
                     next_checkpoint_at = core.next_checkpoint_at;
                     continue;
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             };
             next_probe = Instant::now() + PROBE_EVERY;
-            let first = first.into_job();
+            let Some(first) = first.into_job() else {
+                // Records were written by their appenders: a checkpoint may be due.
+                let mut core = lock(&self.core);
+                core.checkpoint_if_due();
+                next_checkpoint_at = core.next_checkpoint_at;
+                continue;
+            };
             let mut pending = first.entries.len();
             let mut jobs = vec![first];
             while pending < MAX_BATCH {
                 match rx.try_recv() {
                     Ok(msg) => {
-                        let job = msg.into_job();
-                        pending += job.entries.len();
-                        jobs.push(job);
+                        if let Some(job) = msg.into_job() {
+                            pending += job.entries.len();
+                            jobs.push(job);
+                        }
                     }
                     Err(_) => break,
                 }
@@ -392,6 +431,17 @@ impl<S: Sink> Writer<S> {
 }
 
 impl<S: Sink> Core<S> {
+    /// What is done once, before the writer thread starts: the first checkpoint time, and a
+    /// retention pass.
+    pub(crate) fn start(&mut self) {
+        self.next_checkpoint_at = self
+            .checkpoints
+            .as_ref()
+            .and_then(|c| c.every)
+            .map(|every| Instant::now() + every);
+        self.apply_retention();
+    }
+
     /// Publishes the health a batch of `n` records showed.
     fn batch_done(&self, result: &Result<(), AuditError>, n: usize) {
         match result {
@@ -463,14 +513,17 @@ impl<S: Sink> Core<S> {
         self.shared.healthy.store(up, Ordering::Release);
     }
 
-    fn checkpoint_if_due(&mut self) {
-        let Some(plan) = &self.checkpoints else {
-            return;
-        };
+    /// Whether `every_records` records were added since the last checkpoint.
+    fn checkpoint_due_by_count(&self) -> bool {
         let head_seq = self.head.next_seq - 1;
-        let by_count = plan
-            .every_records
-            .is_some_and(|n| head_seq.saturating_sub(self.last_checkpoint_seq) >= n.max(1));
+        self.checkpoints.as_ref().is_some_and(|plan| {
+            plan.every_records
+                .is_some_and(|n| head_seq.saturating_sub(self.last_checkpoint_seq) >= n.max(1))
+        })
+    }
+
+    fn checkpoint_if_due(&mut self) {
+        let by_count = self.checkpoint_due_by_count();
         let by_time = self
             .next_checkpoint_at
             .is_some_and(|at| Instant::now() >= at);

@@ -61,7 +61,15 @@ pub(crate) struct Ctx {
     pub(crate) audited: bool,
     /// The request's place under `gateway.max_in_flight`: held by the exchange, and handed
     /// to a streamed (NDJSON) response's pump, which holds it until the stream ends.
-    pub(crate) slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    pub(crate) slot: Option<Slot>,
+}
+
+/// A request's place in flight: its `gateway.max_in_flight` permit, and its count on this
+/// data-plane worker ([`crate::server::alone`]).
+#[derive(Debug)]
+pub(crate) struct Slot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    _here: crate::server::InFlight,
 }
 
 /// Handles one data-plane request.
@@ -82,7 +90,14 @@ pub(crate) async fn handle(
     let method = req.method().clone();
     // Load shedding: over the bound, a fast 503 before any work (and before any decision, so
     // there is nothing to audit).
-    let slot = state.in_flight.clone().try_acquire_owned();
+    let slot = state
+        .in_flight
+        .clone()
+        .try_acquire_owned()
+        .map(|permit| Slot {
+            _permit: permit,
+            _here: crate::server::InFlight::enter(),
+        });
     let mut resp = match resolve::route(&state.settings.routes, req.uri().path()) {
         _ if slot.is_err() => outcome(&state, &ctx, Err(GatewayError::Overloaded)).0,
         // The decision API; its evaluations, once decided, are recorded whatever the client

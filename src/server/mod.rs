@@ -5,8 +5,8 @@ mod tls;
 mod workers;
 
 pub use tls::{TlsError, acceptor};
+pub(crate) use workers::{InFlight, alone, worker_index};
 pub(crate) use workers::{Serving, Worker, spawn as spawn_workers};
-pub(crate) use workers::{alone, worker_index};
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -107,10 +107,7 @@ pub(crate) async fn serve(
         let handler = handler.clone();
         let service = service_fn(move |req| {
             let handler = handler.clone();
-            async move {
-                let _in_flight = workers::InFlight::enter();
-                Ok::<_, Infallible>(handler(req, info).await)
-            }
+            async move { Ok::<_, Infallible>(handler(req, info).await) }
         });
         let builder = builder.clone();
         let watcher = graceful.watcher();

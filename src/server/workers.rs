@@ -42,7 +42,10 @@ pub(crate) fn alone() -> bool {
 }
 
 /// One request in flight on this thread, counted while it lives if the thread is a
-/// data-plane worker (its requests never move to another thread).
+/// data-plane worker (its requests, and the tasks they spawn, never move to another thread).
+/// The pipeline holds it with the request's `gateway.max_in_flight` place, so it lives as long
+/// as the exchange does (past a client that hung up, through a streamed export).
+#[derive(Debug)]
 pub(crate) struct InFlight(bool);
 
 impl InFlight {

@@ -169,6 +169,11 @@ impl Sink for PgSink {
         Some(&self.replica)
     }
 
+    fn forget_head(&mut self) {
+        // Reconnecting re-reads the head.
+        self.client = None;
+    }
+
     fn ready(&mut self, head: &mut Head) -> Result<(), AuditError> {
         if self.client.as_ref().is_some_and(|c| !c.is_closed()) {
             return Ok(());

@@ -138,7 +138,7 @@ struct Pump {
     /// The request's in-flight place: a stream counts against `gateway.max_in_flight` until
     /// it ends, not only until its head is sent.
     /// Shared with the releaser: whichever of the two ends last gives it back.
-    slot: Option<Arc<tokio::sync::OwnedSemaphorePermit>>,
+    slot: Option<Arc<crate::pipeline::Slot>>,
 }
 
 impl Pump {
@@ -367,7 +367,7 @@ struct Releaser {
     state: Arc<State>,
     route_index: usize,
     request_id: String,
-    _slot: Option<Arc<tokio::sync::OwnedSemaphorePermit>>,
+    _slot: Option<Arc<crate::pipeline::Slot>>,
 }
 
 impl Releaser {
