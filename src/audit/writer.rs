@@ -229,7 +229,7 @@ pub(crate) trait Sink: Send + std::fmt::Debug + 'static {
 
 /// The chain head and its storage, with what the writer does besides writing batches
 /// (checkpoints, retention). The writer thread holds it while it writes a batch; an appender
-/// that finds it free may write its own records with it ([`Core::commit_now`]).
+/// that finds it free may write its own records with it ([`CommitNow`]).
 #[derive(Debug)]
 pub(crate) struct Core<S> {
     pub(crate) sink: S,
