@@ -29,7 +29,7 @@ async fn requests_over_the_in_flight_bound_get_a_fast_503() {
         })
         .collect();
     up.wait_for(2).await;
-    assert_eq!(gauge(&gw, "consentgate_requests_in_flight").await, 2);
+    assert_eq!(series_value(&gw, "consentgate_requests_in_flight").await, 2);
     for path in [
         "/api/products/2",
         "/api/customers/c-1001/profile",
@@ -194,7 +194,7 @@ async fn answers_over_the_buffer_budget_get_a_503_and_the_budget_comes_back() {
     assert_eq!(z.status, StatusCode::SERVICE_UNAVAILABLE, "{}", z.code());
     assert_eq!(z.code(), "overloaded");
     // The gauge shows the held answer's bytes (whole KiB).
-    assert!(gauge(&gw, "consentgate_buffered_bytes").await >= 50_000);
+    assert!(series_value(&gw, "consentgate_buffered_bytes").await >= 50_000);
     // The held answer completes; then the budget has room again.
     release_tx.send(true).unwrap();
     let first = held.await.unwrap();
@@ -213,17 +213,7 @@ async fn answers_over_the_buffer_budget_get_a_503_and_the_budget_comes_back() {
     assert_eq!(refused[0]["status"], 503);
     assert_eq!(refused[0]["reason"], "overloaded");
     assert!(calls.load(std::sync::atomic::Ordering::SeqCst) >= 5);
-    assert_eq!(gauge(&gw, "consentgate_buffered_bytes").await, 0);
-    assert_eq!(gauge(&gw, "consentgate_requests_in_flight").await, 0);
+    assert_eq!(series_value(&gw, "consentgate_buffered_bytes").await, 0);
+    assert_eq!(series_value(&gw, "consentgate_requests_in_flight").await, 0);
     gw.shutdown().await;
-}
-
-/// The value of an unlabelled gauge on `/metrics`.
-async fn gauge(gw: &TestGateway, name: &str) -> u64 {
-    let text = get(&format!("http://{}/metrics", gw.admin), None, &[])
-        .await
-        .text();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {text}"))
 }

@@ -130,16 +130,6 @@ async fn shutdown_waits_for_the_exchanges_of_every_worker() {
     }
 }
 
-/// The value of an unlabelled counter or gauge on `/metrics`.
-async fn metric(gw: &TestGateway, name: &str) -> u64 {
-    let text = get(&format!("http://{}/metrics", gw.admin), None, &[])
-        .await
-        .text();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {text}"))
-}
-
 /// A personal request alone on its worker writes and fsyncs its audit record on that worker
 /// (no hand-off to the writer thread and back); one that shares its worker with another request
 /// in flight hands the record to the writer thread, so the other is not held up by its
@@ -166,24 +156,27 @@ async fn a_lone_request_writes_its_own_record_and_a_crowded_one_hands_it_off() {
     let gw = TestGateway::start(&config_with_audit(up.addr, "workers = 1", audit.path(), "")).await;
     let t = token("crm", &["support"], "");
     let in_caller = "consentgate_audit_batches_in_caller_total";
-    for i in 1..=3 {
-        let r = get_personal(
-            &gw,
-            "/api/customers/c-1001/profile",
-            Some(&t),
-            Some("support"),
-            &[],
-        )
-        .await;
-        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-        assert_eq!(
-            audit_records(audit.path()).len(),
-            i,
-            "written before the answer"
-        );
+    // A personal GET, answered once the `n`th record is written.
+    let customer = |n: usize| {
+        let (gw, t, audit) = (&gw, &t, audit.path());
+        async move {
+            let r = get_personal(
+                gw,
+                "/api/customers/c-1001/profile",
+                Some(t),
+                Some("support"),
+                &[],
+            )
+            .await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+            assert_eq!(audit_records(audit).len(), n, "written before the answer");
+        }
+    };
+    for n in 1..=3 {
+        customer(n).await;
     }
     assert_eq!(
-        metric(&gw, in_caller).await,
+        series_value(&gw, in_caller).await,
         3,
         "alone: written on the worker"
     );
@@ -194,31 +187,21 @@ async fn a_lone_request_writes_its_own_record_and_a_crowded_one_hands_it_off() {
         tokio::spawn(async move { get(&url, Some(&t), &[("x-purpose", "support")]).await })
     };
     up.wait_for(4).await;
-    let r = get_personal(
-        &gw,
-        "/api/customers/c-1001/profile",
-        Some(&t),
-        Some("support"),
-        &[],
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    customer(4).await;
     assert_eq!(
-        audit_records(audit.path()).len(),
-        4,
-        "written before the answer"
-    );
-    assert_eq!(
-        metric(&gw, in_caller).await,
+        series_value(&gw, in_caller).await,
         3,
         "a request beside another in flight on its worker handed its record off"
     );
     release.send(true).unwrap();
     assert_eq!(slow.await.unwrap().status, StatusCode::OK);
-    assert_eq!(metric(&gw, "consentgate_audit_records_total").await, 5);
+    assert_eq!(
+        series_value(&gw, "consentgate_audit_records_total").await,
+        5
+    );
 
     // An exchange whose client hung up still runs to its record, and still counts as in flight.
-    let before = metric(&gw, in_caller).await;
+    let before = series_value(&gw, in_caller).await;
     let mut gone = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     let req = format!(
         "GET /api/customers/c-gone/profile HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer {t}\r\nx-purpose: support\r\n\r\n"
@@ -227,23 +210,15 @@ async fn a_lone_request_writes_its_own_record_and_a_crowded_one_hands_it_off() {
     up.wait_for(6).await;
     drop(gone);
     sleep_ms(50).await;
-    let r = get_personal(
-        &gw,
-        "/api/customers/c-1001/profile",
-        Some(&t),
-        Some("support"),
-        &[],
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    customer(6).await;
     assert_eq!(
-        metric(&gw, in_caller).await,
+        series_value(&gw, in_caller).await,
         before,
         "a request beside an abandoned exchange on its worker handed its record off"
     );
     release_gone.send(true).unwrap();
     let started = Instant::now();
-    while metric(&gw, "consentgate_audit_records_total").await < 7 {
+    while series_value(&gw, "consentgate_audit_records_total").await < 7 {
         assert!(
             started.elapsed() < Duration::from_secs(5),
             "the abandoned exchange has no record"

@@ -653,6 +653,16 @@ pub fn string_leaves(v: &Value) -> Vec<String> {
     out
 }
 
+/// The value of an unlabelled counter or gauge on the admin listener's `/metrics`.
+pub async fn series_value(gw: &TestGateway, name: &str) -> u64 {
+    let text = get(&format!("http://{}/metrics", gw.admin), None, &[])
+        .await
+        .text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
 /// GET a personal route of `gw` with a purpose (`None`: no `X-Purpose`) and extra headers.
 pub async fn get_personal(
     gw: &TestGateway,
