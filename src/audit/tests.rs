@@ -36,6 +36,49 @@ fn all_records(dir: &Path) -> Vec<AuditRecord> {
         .collect()
 }
 
+/// `tasks` appenders of `each` records at once (request ids `<task>-<i>`), task `t` writing
+/// its own batches when `in_caller(t)` ([`AuditLog::append_all_now_if_idle`]); then checks
+/// that the log holds seqs 1..=tasks×each with each appender's records in its order.
+async fn concurrent_appends(
+    log: &AuditLog,
+    dir: &Path,
+    tasks: usize,
+    each: usize,
+    in_caller: fn(usize) -> bool,
+) {
+    let mut running = Vec::new();
+    for t in 0..tasks {
+        let log = log.clone();
+        running.push(tokio::spawn(async move {
+            for i in 0..each {
+                let mut e = entry(&format!("s{t}"));
+                e.request_id = format!("{t}-{i:03}");
+                if in_caller(t) {
+                    log.append_all_now_if_idle(&[e]).await.unwrap();
+                } else {
+                    log.append(e).await.unwrap();
+                }
+            }
+        }));
+    }
+    for t in running {
+        t.await.unwrap();
+    }
+    let records = all_records(dir);
+    let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
+    let n = u64::try_from(tasks * each).unwrap();
+    assert_eq!(seqs, (1..=n).collect::<Vec<u64>>());
+    for t in 0..tasks {
+        let mine: Vec<&str> = records
+            .iter()
+            .map(|r| r.request_id.as_str())
+            .filter(|id| id.split('-').next() == Some(&t.to_string()))
+            .collect();
+        assert_eq!(mine.len(), each);
+        assert!(mine.windows(2).all(|w| w[0] < w[1]));
+    }
+}
+
 /// A log of `n` records in one segment; returns the segment path.
 async fn single_segment_log(dir: &Path, n: usize) -> PathBuf {
     let log = AuditLog::open(config(dir)).unwrap();
@@ -357,33 +400,7 @@ async fn group_commit_with_many_concurrent_appenders() {
         ..config(dir.path())
     })
     .unwrap();
-    let mut tasks = Vec::new();
-    for t in 0..64 {
-        let log = log.clone();
-        tasks.push(tokio::spawn(async move {
-            for i in 0..100 {
-                let mut e = entry(&format!("s{t}"));
-                e.request_id = format!("{t}-{i:03}");
-                log.append(e).await.unwrap();
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let records = all_records(dir.path());
-    let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
-    assert_eq!(seqs, (1..=6400).collect::<Vec<u64>>());
-    // Each appender's records are in its order.
-    for t in 0..64 {
-        let mine: Vec<&str> = records
-            .iter()
-            .map(|r| r.request_id.as_str())
-            .filter(|id| id.split('-').next() == Some(&t.to_string()))
-            .collect();
-        assert_eq!(mine.len(), 100);
-        assert!(mine.windows(2).all(|w| w[0] < w[1]));
-    }
+    concurrent_appends(&log, dir.path(), 64, 100, |_| false).await;
     let mut metrics = String::new();
     log.render_prometheus(&mut metrics);
     assert!(metrics.contains("consentgate_audit_records_total 6400\n"));
@@ -997,36 +1014,7 @@ async fn records_written_by_appenders_and_by_the_writer_share_one_chain() {
         ..config(dir.path())
     })
     .unwrap();
-    let mut tasks = Vec::new();
-    for t in 0..16 {
-        let log = log.clone();
-        tasks.push(tokio::spawn(async move {
-            for i in 0..50 {
-                let mut e = entry(&format!("s{t}"));
-                e.request_id = format!("{t}-{i:03}");
-                if t % 2 == 0 {
-                    log.append_all_now_if_idle(&[e]).await.unwrap();
-                } else {
-                    log.append(e).await.unwrap();
-                }
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let records = all_records(dir.path());
-    let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
-    assert_eq!(seqs, (1..=800).collect::<Vec<u64>>());
-    for t in 0..16 {
-        let mine: Vec<&str> = records
-            .iter()
-            .map(|r| r.request_id.as_str())
-            .filter(|id| id.split('-').next() == Some(&t.to_string()))
-            .collect();
-        assert_eq!(mine.len(), 50);
-        assert!(mine.windows(2).all(|w| w[0] < w[1]));
-    }
+    concurrent_appends(&log, dir.path(), 16, 50, |t| t % 2 == 0).await;
     assert!(counter(&log, "batches_in_caller") > 0);
     assert!(list_segments(dir.path()).unwrap().len() > 1, "rotated");
     drop(log);

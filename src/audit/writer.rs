@@ -371,22 +371,24 @@ impl<S: Sink> Writer<S> {
                     Err(_) => break,
                 }
             }
-            let mut core = lock(&self.core);
             match self.sync {
-                SyncMode::Group => self.commit(&mut core, jobs),
+                SyncMode::Group => self.commit(jobs),
                 SyncMode::Always => {
                     for job in jobs {
-                        self.commit(&mut core, vec![job]);
+                        self.commit(vec![job]);
                     }
                 }
             }
+            let mut core = lock(&self.core);
             core.checkpoint_if_due();
             next_checkpoint_at = core.next_checkpoint_at;
         }
         lock(&self.core).checkpoint();
     }
 
-    fn commit(&self, core: &mut Core<S>, jobs: Vec<Job>) {
+    /// Writes `jobs` as one batch, then publishes their outcome with the core free again, so
+    /// that an appender it wakes can write its next record itself.
+    fn commit(&self, jobs: Vec<Job>) {
         let (Some(first), Some(last)) = (
             jobs.first().map(|j| j.ticket),
             jobs.last().map(|j| j.ticket),
@@ -400,11 +402,15 @@ impl<S: Sink> Writer<S> {
             .sum();
         let entries: Vec<Prepared> = jobs.into_iter().flat_map(|j| j.entries).collect();
         let progress = &self.progress;
-        let result = core.write_batch(&entries, &mut || {
-            progress.send_modify(|p| p.written = last);
-        });
-        core.shared.lazy_pending.fetch_sub(lazy, Ordering::AcqRel);
-        core.batch_done(&result, entries.len());
+        let result = {
+            let mut core = lock(&self.core);
+            let result = core.write_batch(&entries, &mut || {
+                progress.send_modify(|p| p.written = last);
+            });
+            core.shared.lazy_pending.fetch_sub(lazy, Ordering::AcqRel);
+            core.batch_done(&result, entries.len());
+            result
+        };
         match result {
             Ok(()) => self.progress.send_modify(|p| {
                 p.done = last;
