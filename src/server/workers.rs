@@ -51,8 +51,13 @@ pub(crate) struct InFlight(bool);
 impl InFlight {
     /// Counts a request that starts now.
     pub(crate) fn enter() -> Self {
-        let counted = IN_FLIGHT.get().map(|n| IN_FLIGHT.set(Some(n + 1)));
-        Self(counted.is_some())
+        match IN_FLIGHT.get() {
+            Some(n) => {
+                IN_FLIGHT.set(Some(n + 1));
+                Self(true)
+            }
+            None => Self(false),
+        }
     }
 }
 
