@@ -339,13 +339,11 @@ impl<S: Sink> Writer<S> {
                 Ok(job) => job,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     let now = Instant::now();
-                    let mut core = lock(&self.core);
                     if now >= next_probe {
                         next_probe = now + PROBE_EVERY;
-                        core.probe();
+                        lock(&self.core).probe();
                     }
-                    core.checkpoint_if_due();
-                    next_checkpoint_at = core.next_checkpoint_at;
+                    next_checkpoint_at = self.checkpoint_if_due();
                     continue;
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -353,9 +351,7 @@ impl<S: Sink> Writer<S> {
             next_probe = Instant::now() + PROBE_EVERY;
             let Some(first) = first.into_job() else {
                 // Records were written by their appenders: a checkpoint may be due.
-                let mut core = lock(&self.core);
-                core.checkpoint_if_due();
-                next_checkpoint_at = core.next_checkpoint_at;
+                next_checkpoint_at = self.checkpoint_if_due();
                 continue;
             };
             let mut pending = first.entries.len();
@@ -379,11 +375,16 @@ impl<S: Sink> Writer<S> {
                     }
                 }
             }
-            let mut core = lock(&self.core);
-            core.checkpoint_if_due();
-            next_checkpoint_at = core.next_checkpoint_at;
+            next_checkpoint_at = self.checkpoint_if_due();
         }
         lock(&self.core).checkpoint();
+    }
+
+    /// Makes a checkpoint if one is due; returns when the next one is due by time.
+    fn checkpoint_if_due(&self) -> Option<Instant> {
+        let mut core = lock(&self.core);
+        core.checkpoint_if_due();
+        core.next_checkpoint_at
     }
 
     /// Writes `jobs` as one batch, then publishes their outcome with the core free again, so
