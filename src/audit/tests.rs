@@ -26,6 +26,18 @@ async fn append_n(log: &AuditLog, n: usize) -> Vec<AuditRecord> {
     all[all.len() - n..].to_vec()
 }
 
+/// The value of the log's counter `consentgate_audit_<name>_total`.
+fn counter(log: &AuditLog, name: &str) -> u64 {
+    let mut metrics = String::new();
+    log.render_prometheus(&mut metrics);
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("consentgate_audit_{name}_total ")))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 /// Every record in `dir`, oldest first.
 fn all_records(dir: &Path) -> Vec<AuditRecord> {
     list_segments(dir)
@@ -401,15 +413,8 @@ async fn group_commit_with_many_concurrent_appenders() {
     })
     .unwrap();
     concurrent_appends(&log, dir.path(), 64, 100, |_| false).await;
-    let mut metrics = String::new();
-    log.render_prometheus(&mut metrics);
-    assert!(metrics.contains("consentgate_audit_records_total 6400\n"));
-    let batches: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("consentgate_audit_batches_total "))
-        .unwrap()
-        .parse()
-        .unwrap();
+    assert_eq!(counter(&log, "records"), 6400);
+    let batches = counter(&log, "batches");
     assert!(batches < 6400, "no grouping: {batches} batches");
     drop(log);
     let report = verify(dir.path(), None).unwrap();
@@ -951,17 +956,6 @@ async fn retention_deletes_old_covered_segments_and_verify_starts_from_the_ancho
         ..cfg
     };
     assert!(matches!(AuditLog::open(no_key), Err(AuditError::Key(_))));
-}
-
-fn counter(log: &AuditLog, name: &str) -> u64 {
-    let mut metrics = String::new();
-    log.render_prometheus(&mut metrics);
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("consentgate_audit_{name}_total ")))
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 #[tokio::test]

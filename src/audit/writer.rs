@@ -246,8 +246,9 @@ pub(crate) struct Core<S> {
 pub(crate) trait CommitNow: Send + Sync + std::fmt::Debug {
     /// Seals, writes and makes `entries` durable here, blocking the thread for one write and
     /// one fdatasync; `None` (nothing done) when a batch is being written, or when the storage
-    /// cannot be written from an async runtime's thread (PostgreSQL: its client blocks on a
-    /// runtime of its own).
+    /// cannot be written from an async runtime's thread ([`WriterOnly`]: PostgreSQL, whose
+    /// client blocks on a runtime of its own). A core is shared with appenders only if its
+    /// sink [`Sink::commits_in_caller`].
     fn try_commit_now(&self, entries: &[Prepared]) -> Option<Result<(), AuditError>>;
 
     /// Whether a checkpoint is due by record count (the writer thread makes it: an appender
@@ -277,9 +278,6 @@ impl<S: Sink> CommitNow for Mutex<Core<S>> {
             Err(std::sync::TryLockError::WouldBlock) => return None,
             Err(std::sync::TryLockError::Poisoned(poisoned)) => recover(self, poisoned),
         };
-        if !core.sink.commits_in_caller() {
-            return None;
-        }
         let result = core.write_batch(entries, &mut || {});
         if result.is_ok() {
             core.shared.metrics.batch_in_caller();
